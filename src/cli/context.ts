@@ -1,0 +1,142 @@
+// What every command needs: resolved settings, and on demand the journal, the
+// Postgres pool and a flush of pending versions ("the next command delivers").
+import type { Command } from "commander";
+import { resolveConfig, type Config, type Resolved } from "../config/index.ts";
+import { OfflineError, PgfilesError } from "../errors.ts";
+import { Journal } from "../journal/journal.ts";
+import { createLogger, type Logger } from "../log.ts";
+import { connect, describe, dsnHost, type Sql } from "../store/connect.ts";
+import { checkSchema } from "../store/store.ts";
+import { Flusher, type FlushResult } from "../sync/flusher.ts";
+
+/** Global flags → config fields (CLI argument beats environment beats file). */
+export const GLOBAL_FLAGS: [flag: string, field: keyof Config, help: string][] = [
+  ["--dsn <dsn>", "dsn", "PostgreSQL connection string (PGFILES_DSN)"],
+  ["--prefix <prefix>", "prefix", "key prefix (PGFILES_PREFIX)"],
+  ["--pool-size <n>", "poolSize", "Postgres pool size (PGFILES_POOL_SIZE)"],
+  ["--read-only [bool]", "readOnly", "reject all writes (PGFILES_READ_ONLY)"],
+  ["--cache-dir <dir>", "cacheDir", "journal and cache directory (PGFILES_CACHE_DIR)"],
+  ["--cache-max-size <size>", "cacheMaxSize", "data cache cap, e.g. 1GB (PGFILES_CACHE_MAX_SIZE)"],
+  ["--cache-metadata-ttl <duration>", "metadataTtlMs", "metadata trust time, e.g. 30s (PGFILES_CACHE_METADATA_TTL)"],
+  ["--log-level <level>", "logLevel", "debug, info, warn or error (PGFILES_LOG_LEVEL)"],
+  ["--log-file <file>", "logFile", "write logs here instead of stderr (PGFILES_LOG_FILE)"],
+  ["--prepared-statements <bool>", "preparedStatements", "false for PgBouncer in transaction mode (PGFILES_PREPARED_STATEMENTS)"],
+  ["--strict [bool]", "strict", "close and fsync also wait for Postgres (PGFILES_STRICT)"],
+];
+
+export function flagName(flag: string): string {
+  return flag.split(" ")[0].slice(2).replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
+export class Context {
+  readonly resolved: Resolved;
+  readonly config: Config;
+  readonly log: Logger;
+  private _journal: Journal | null = null;
+  private _sql: Sql | null = null;
+
+  constructor(program: Command, overrides: Partial<Record<keyof Config, string>> = {}) {
+    const opts = program.opts() as Record<string, string | boolean | undefined>;
+    const args: Partial<Record<keyof Config, string>> = {};
+    for (const [flag, field] of GLOBAL_FLAGS) {
+      const v = opts[flagName(flag)];
+      if (v !== undefined) args[field] = v === true ? "true" : String(v);
+    }
+    Object.assign(args, overrides);
+    this.resolved = resolveConfig({ args });
+    this.config = this.resolved.config;
+    this.log = createLogger(this.config.logLevel, this.config.logFile);
+  }
+
+  get dsn(): string {
+    if (!this.config.dsn) {
+      throw new PgfilesError(
+        "No database is configured; set PGFILES_DSN (or pass a DSN) to a connection string like postgres://user:password@host:5432/database.",
+        { exitCode: 2, errno: "EINVAL" },
+      );
+    }
+    return this.config.dsn;
+  }
+
+  get journal(): Journal {
+    if (!this._journal) {
+      this._journal = new Journal({
+        cacheDir: this.config.cacheDir,
+        dsn: this.dsn,
+        prefix: this.config.prefix,
+        cacheMaxSize: this.config.cacheMaxSize,
+      });
+      this._journal.collectGarbage();
+    }
+    return this._journal;
+  }
+
+  get sql(): Sql {
+    if (!this._sql) {
+      this._sql = connect({
+        dsn: this.dsn,
+        poolSize: this.config.poolSize,
+        preparedStatements: this.config.preparedStatements,
+        connectTimeout: 5,
+      });
+    }
+    return this._sql;
+  }
+
+  /** The pool when Postgres answers and has the schema; null when it is
+   * unreachable. A missing schema or a refused login is an error. */
+  async online(): Promise<Sql | null> {
+    try {
+      await checkSchema(this.sql);
+      return this.sql;
+    } catch (e) {
+      const err = describe(e, dsnHost(this.dsn));
+      if (err instanceof OfflineError) {
+        this.log.debug({ err: err.message }, "postgres unreachable");
+        this.offlineReason = err.message;
+        return null;
+      }
+      throw err;
+    }
+  }
+
+  offlineReason: string | null = null;
+
+  /** Delivers pending versions of this journal to Postgres. Never throws for an
+   * unreachable server: it reports what stays queued. */
+  async deliver(opts: { progress?: boolean } = {}): Promise<{ result: FlushResult | null; offline: string | null }> {
+    const j = this.journal;
+    if (j.stats().pending === 0) return { result: null, offline: null };
+    const sql = await this.online();
+    if (!sql) return { result: null, offline: this.offlineReason };
+    const started = Date.now();
+    let lastShown = 0;
+    const flusher = new Flusher({
+      journal: j,
+      sql,
+      dsn: this.dsn,
+      log: this.log,
+      onProgress: opts.progress
+        ? (v, b) => {
+            if (Date.now() - lastShown > 1000 && Date.now() - started > 1000) {
+              lastShown = Date.now();
+              process.stderr.write(`flushing: ${v} versions, ${(b / 1048576).toFixed(1)} MiB stored\n`);
+            }
+          }
+        : undefined,
+    });
+    try {
+      return { result: await flusher.flushAll(), offline: null };
+    } catch (e) {
+      if (e instanceof OfflineError) return { result: null, offline: e.message };
+      throw e;
+    }
+  }
+
+  async close() {
+    this._journal?.close();
+    this._journal = null;
+    if (this._sql) await this._sql.end({ timeout: 5 });
+    this._sql = null;
+  }
+}

@@ -1,0 +1,66 @@
+#!/usr/bin/env bun
+// The pgfiles command line: parse, call, print. No logic of its own.
+import { Command, CommanderError } from "commander";
+import { ConfigError } from "../config/index.ts";
+import { PgfilesError } from "../errors.ts";
+import { KeyError } from "../keys.ts";
+import { registerBatch } from "./commands/batch.ts";
+import { registerCache } from "./commands/cache.ts";
+import { registerConfig } from "./commands/config.ts";
+import { registerInit } from "./commands/init.ts";
+import { registerPurge } from "./commands/purge.ts";
+import { registerStatus } from "./commands/status.ts";
+import { registerVersion } from "./commands/version.ts";
+import { registerWhere } from "./commands/where.ts";
+import { GLOBAL_FLAGS } from "./context.ts";
+import { VERSION } from "../version.ts";
+
+export function buildProgram(): Command {
+  const program = new Command("pgfiles")
+    .description("A filesystem whose every file is a row in one PostgreSQL table.")
+    .version(VERSION, "-V, --version", "print the version and the commit")
+    .showHelpAfterError()
+    .exitOverride();
+  for (const [flag, , help] of GLOBAL_FLAGS) program.option(flag, help);
+  registerInit(program);
+  registerWhere(program);
+  registerStatus(program);
+  registerVersion(program);
+  registerPurge(program);
+  registerBatch(program);
+  registerCache(program);
+  registerConfig(program);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv, { from: "user" });
+    return typeof process.exitCode === "number" ? process.exitCode : 0;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // Help and version exit 0; usage errors were already printed by commander.
+      return e.exitCode === 0 ? 0 : 2;
+    }
+    if (e instanceof ConfigError) {
+      process.stderr.write(`pgfiles: ${e.message}\n`);
+      return 2;
+    }
+    if (e instanceof PgfilesError) {
+      process.stderr.write(`pgfiles: ${e.message}\n`);
+      return e.exitCode;
+    }
+    if (e instanceof KeyError) {
+      process.stderr.write(`pgfiles: ${e.message}\n`);
+      return 1;
+    }
+    process.stderr.write(`pgfiles: unexpected error: ${(e as Error)?.stack ?? String(e)}\n`);
+    return 1;
+  }
+}
+
+if (import.meta.main) {
+  const code = await main(process.argv.slice(2));
+  process.exit(code);
+}

@@ -1,0 +1,443 @@
+// The journal: versions recorded locally before Postgres has them, the data
+// cache and the metadata cache. The only code that speaks SQL to SQLite.
+import type { Database } from "bun:sqlite";
+import os from "node:os";
+import path from "node:path";
+import { PgfilesError } from "../errors.ts";
+import type { Meta } from "../meta.ts";
+import { BodyStore, type StagedBody } from "./bodies.ts";
+import { databaseIdentity, journalDir, openDatabase } from "./open.ts";
+
+export type Op = "put" | "delete" | "copy";
+
+/** A version to record. For "copy" the body comes from a source version in Postgres
+ * (or pending here): by id when known, else by key and version, resolved at flush. */
+export interface NewVersion {
+  id: string;
+  key: string;
+  op: Op;
+  meta: Partial<Meta>;
+  body?: StagedBody;
+  src?: { id?: string; key?: string; version?: number };
+}
+
+export interface PendingRow {
+  seq: number;
+  id: string;
+  key: string;
+  op: Op;
+  meta: string;
+  body: Uint8Array | null;
+  body_file: string | null;
+  size: number;
+  src_id: string | null;
+  src_key: string | null;
+  src_version: number | null;
+  grp: number;
+  created_at: number;
+  held_reason: string | null;
+  attempts: number;
+}
+
+export interface CacheStats {
+  entries: number;
+  bytes: number;
+  maxBytes: number;
+  hits: number;
+  misses: number;
+  hitRate: number | null;
+  metaEntries: number;
+  pending: number;
+  pendingBytes: number;
+  held: number;
+  oldestPendingMs: number | null;
+}
+
+export interface JournalOptions {
+  cacheDir: string;
+  dsn: string;
+  prefix: string;
+  cacheMaxSize: number;
+}
+
+const LEASE_MS = 30_000;
+
+export class Journal {
+  readonly dir: string;
+  readonly db: Database;
+  readonly bodies: BodyStore;
+  readonly maxBytes: number;
+  private readonly holder = `${os.hostname()}:${process.pid}:${crypto.randomUUID()}`;
+
+  constructor(opts: JournalOptions) {
+    this.dir = journalDir(opts.cacheDir, opts.dsn, opts.prefix);
+    this.db = openDatabase(this.dir, databaseIdentity(opts.dsn), opts.prefix);
+    this.bodies = new BodyStore(path.join(this.dir, "blobs"));
+    this.maxBytes = opts.cacheMaxSize;
+  }
+
+  close() {
+    this.releaseLease();
+    this.db.close();
+  }
+
+  // ---- pending versions ----
+
+  /** Records versions as one group: all of them or none, flushed to Postgres in
+   * one transaction. durable: fsync before returning (survives power loss); else
+   * the commit survives a crash of this process. */
+  record(versions: NewVersion[], durable: boolean): void {
+    if (versions.length === 0) return;
+    const now = Date.now();
+    const insert = this.db.query(
+      `INSERT INTO pending (id, key, op, meta, body, body_file, size, src_id, src_key, src_version, grp, created_at)
+       VALUES ($id, $key, $op, $meta, $body, $body_file, $size, $src_id, $src_key, $src_version, $grp, $created_at)`,
+    );
+    if (durable) this.db.exec("PRAGMA synchronous = FULL");
+    try {
+      this.immediate(() => {
+        const grp = ((this.db.query("SELECT COALESCE(MAX(grp), 0) + 1 AS g FROM pending").get() as { g: number }).g);
+        for (const v of versions) {
+          insert.run({
+            id: v.id,
+            key: v.key,
+            op: v.op,
+            meta: JSON.stringify(v.meta),
+            body: v.body?.inline ?? null,
+            body_file: v.body?.file ?? null,
+            size: v.body?.size ?? 0,
+            src_id: v.src?.id ?? null,
+            src_key: v.src?.key ?? null,
+            src_version: v.src?.version ?? null,
+            grp,
+            created_at: now,
+          });
+        }
+      });
+    } catch (e) {
+      // The rows did not commit: their body files are orphans now.
+      for (const v of versions) if (v.body?.file) this.bodies.remove(v.body.file);
+      if (/SQLITE_FULL|disk is full/i.test(String(e))) {
+        throw new PgfilesError(`The cache directory's disk is full (${this.dir}); free space and try again.`, { errno: "ENOSPC", cause: e });
+      }
+      throw e;
+    } finally {
+      if (durable) this.db.exec("PRAGMA synchronous = NORMAL");
+    }
+  }
+
+  /** The next versions to flush, in order: whole groups only, never a group that
+   * touches a key with a held (rejected) version, at least one group even when it
+   * is larger than the limits. */
+  nextBatch(maxRows: number, maxBytes: number): PendingRow[] {
+    const rows = this.db
+      .query(
+        `SELECT * FROM pending p
+          WHERE held_reason IS NULL
+            AND NOT EXISTS (SELECT 1 FROM pending q JOIN pending h ON h.key = q.key AND h.held_reason IS NOT NULL
+                             WHERE q.grp = p.grp)
+          ORDER BY seq LIMIT $limit`,
+      )
+      .all({ limit: maxRows + 1 }) as PendingRow[];
+    if (rows.length === 0) return rows;
+    const out: PendingRow[] = [];
+    let bytes = 0;
+    let i = 0;
+    while (i < rows.length) {
+      const grp = rows[i].grp;
+      let j = i;
+      let groupBytes = 0;
+      while (j < rows.length && rows[j].grp === grp) groupBytes += rows[j++].size;
+      const cut = j === rows.length && rows.length > maxRows; // this group may continue past the limit
+      if (out.length > 0 && (cut || out.length + (j - i) > maxRows || bytes + groupBytes > maxBytes)) break;
+      if (cut && out.length === 0) {
+        // One group larger than the row limit: take all of it.
+        return this.db.query("SELECT * FROM pending WHERE grp = $grp ORDER BY seq").all({ grp }) as PendingRow[];
+      }
+      out.push(...rows.slice(i, j));
+      bytes += groupBytes;
+      i = j;
+    }
+    return out;
+  }
+
+  pendingForKey(key: string): PendingRow[] {
+    return this.db.query("SELECT * FROM pending WHERE key = $key ORDER BY seq").all({ key }) as PendingRow[];
+  }
+
+  pendingById(id: string): PendingRow | null {
+    return (this.db.query("SELECT * FROM pending WHERE id = $id").get({ id }) as PendingRow | null) ?? null;
+  }
+
+  heldRows(): PendingRow[] {
+    return this.db.query("SELECT * FROM pending WHERE held_reason IS NOT NULL ORDER BY seq").all() as PendingRow[];
+  }
+
+  /** Versions Postgres has committed: drop them from pending, keep their bodies in
+   * the data cache and their meta in the metadata cache. */
+  markFlushed(rows: PendingRow[], stored: Map<string, { version: number; meta: string }>) {
+    const now = Date.now();
+    let bytes = 0;
+    this.immediate(() => {
+      const del = this.db.query("DELETE FROM pending WHERE id = $id");
+      const cache = this.db.query(
+        `INSERT INTO data_cache (id, size, body, body_file, last_used) VALUES ($id, $size, $body, $body_file, $now)
+         ON CONFLICT (id) DO NOTHING`,
+      );
+      const metaPut = this.db.query(
+        `INSERT INTO meta_cache (key, id, meta, fetched_at) VALUES ($key, $id, $meta, $now)
+         ON CONFLICT (key) DO UPDATE SET id = excluded.id, meta = excluded.meta, fetched_at = excluded.fetched_at`,
+      );
+      for (const r of rows) {
+        del.run({ id: r.id });
+        if (r.op === "put" && (r.body !== null || r.body_file !== null)) {
+          cache.run({ id: r.id, size: r.size, body: r.body, body_file: r.body_file, now });
+        }
+        const s = stored.get(r.id);
+        if (s) metaPut.run({ key: r.key, id: r.id, meta: s.meta, now });
+        bytes += r.size;
+      }
+      this.bump("flushed_versions", rows.length);
+      this.bump("flushed_bytes", bytes);
+    });
+    this.evict();
+  }
+
+  /** Postgres rejected these versions for good: keep them, out of the flow, with the reason. */
+  hold(rows: PendingRow[], reason: string) {
+    this.immediate(() => {
+      const q = this.db.query("UPDATE pending SET held_reason = $reason, attempts = attempts + 1 WHERE id = $id");
+      for (const r of rows) q.run({ reason, id: r.id });
+    });
+  }
+
+  /** Puts held versions back into the flow (after the cause was fixed). */
+  releaseHeld(): number {
+    return this.db.query("UPDATE pending SET held_reason = NULL WHERE held_reason IS NOT NULL").run().changes;
+  }
+
+  // ---- purge (hard delete) ----
+
+  /** Drops every local trace of keys equal to `key` (exact) or, with prefix=true,
+   * starting with it: pending versions included, since purge means gone. */
+  purge(key: string, prefix: boolean): number {
+    const where = prefix ? "substr(key, 1, length($key)) = $key" : "key = $key";
+    const files: string[] = [];
+    let n = 0;
+    this.immediate(() => {
+      for (const r of this.db.query(`SELECT body_file FROM pending WHERE ${where} AND body_file IS NOT NULL`).all({ key }) as { body_file: string }[]) {
+        files.push(r.body_file);
+      }
+      n = this.db.query(`DELETE FROM pending WHERE ${where}`).run({ key }).changes;
+      this.db.query(`DELETE FROM meta_cache WHERE ${where}`).run({ key });
+    });
+    for (const f of files) this.bodies.remove(f);
+    return n;
+  }
+
+  /** Forgets cached bodies of the given version ids (after they were purged in Postgres). */
+  dropCached(ids: string[]) {
+    const files: string[] = [];
+    this.immediate(() => {
+      const get = this.db.query("SELECT body_file FROM data_cache WHERE id = $id");
+      const del = this.db.query("DELETE FROM data_cache WHERE id = $id");
+      for (const id of ids) {
+        const r = get.get({ id }) as { body_file: string | null } | null;
+        if (r?.body_file) files.push(r.body_file);
+        del.run({ id });
+      }
+    });
+    for (const f of files) this.bodies.remove(f);
+  }
+
+  // ---- data cache ----
+
+  /** A cached body by version id, counted as a hit or a miss. */
+  cached(id: string): { body: Uint8Array | null; file: string | null; size: number } | null {
+    const r = this.db.query("SELECT body, body_file, size FROM data_cache WHERE id = $id").get({ id }) as
+      | { body: Uint8Array | null; body_file: string | null; size: number }
+      | null;
+    if (r) {
+      this.db.query("UPDATE data_cache SET last_used = $now WHERE id = $id").run({ id, now: Date.now() });
+      this.bump("cache_hits", 1);
+      return { body: r.body, file: r.body_file, size: r.size };
+    }
+    this.bump("cache_misses", 1);
+    return null;
+  }
+
+  /** Adds a body fetched from Postgres to the cache. */
+  cachePut(id: string, body: StagedBody) {
+    this.db
+      .query(
+        `INSERT INTO data_cache (id, size, body, body_file, last_used) VALUES ($id, $size, $body, $file, $now)
+         ON CONFLICT (id) DO NOTHING`,
+      )
+      .run({ id, size: body.size, body: body.inline ?? null, file: body.file ?? null, now: Date.now() });
+    this.evict();
+  }
+
+  /** Evicts least recently used clean bodies until clean + pending fit the cap.
+   * Pending bodies are never evicted: they live in `pending`, not in the cache. */
+  evict(): number {
+    const total = this.db
+      .query("SELECT (SELECT COALESCE(SUM(size), 0) FROM data_cache) + (SELECT COALESCE(SUM(size), 0) FROM pending) AS t")
+      .get() as { t: number };
+    let over = total.t - this.maxBytes;
+    if (over <= 0) return 0;
+    const victims: { id: string; size: number; body_file: string | null }[] = [];
+    for (const r of this.db.query("SELECT id, size, body_file FROM data_cache ORDER BY last_used, id").iterate() as Iterable<{
+      id: string;
+      size: number;
+      body_file: string | null;
+    }>) {
+      if (over <= 0) break;
+      victims.push(r);
+      over -= r.size;
+    }
+    const del = this.db.query("DELETE FROM data_cache WHERE id = $id");
+    this.immediate(() => {
+      for (const v of victims) del.run({ id: v.id });
+    });
+    for (const v of victims) if (v.body_file) this.bodies.remove(v.body_file);
+    return victims.length;
+  }
+
+  /** Empties the data and metadata caches; pending versions are untouched. */
+  clearCache(): { entries: number; bytes: number } {
+    const files: string[] = [];
+    let entries = 0;
+    let bytes = 0;
+    this.immediate(() => {
+      const s = this.db.query("SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS b FROM data_cache").get() as { n: number; b: number };
+      entries = s.n;
+      bytes = s.b;
+      for (const r of this.db.query("SELECT body_file FROM data_cache WHERE body_file IS NOT NULL").all() as { body_file: string }[]) {
+        files.push(r.body_file);
+      }
+      this.db.exec("DELETE FROM data_cache");
+      this.db.exec("DELETE FROM meta_cache");
+    });
+    for (const f of files) this.bodies.remove(f);
+    return { entries, bytes };
+  }
+
+  stats(): CacheStats {
+    const c = this.db.query("SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS b FROM data_cache").get() as { n: number; b: number };
+    const p = this.db
+      .query(
+        "SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS b, MIN(created_at) AS oldest, SUM(held_reason IS NOT NULL) AS held FROM pending",
+      )
+      .get() as { n: number; b: number; oldest: number | null; held: number | null };
+    const m = this.db.query("SELECT COUNT(*) AS n FROM meta_cache").get() as { n: number };
+    const hits = this.counter("cache_hits");
+    const misses = this.counter("cache_misses");
+    return {
+      entries: c.n,
+      bytes: c.b,
+      maxBytes: this.maxBytes,
+      hits,
+      misses,
+      hitRate: hits + misses > 0 ? hits / (hits + misses) : null,
+      metaEntries: m.n,
+      pending: p.n,
+      pendingBytes: p.b,
+      held: p.held ?? 0,
+      oldestPendingMs: p.oldest === null ? null : Date.now() - p.oldest,
+    };
+  }
+
+  counter(name: string): number {
+    return ((this.db.query("SELECT value FROM stats WHERE name = $name").get({ name }) as { value: number } | null)?.value ?? 0);
+  }
+
+  private bump(name: string, by: number) {
+    this.db
+      .query("INSERT INTO stats (name, value) VALUES ($name, $by) ON CONFLICT (name) DO UPDATE SET value = value + excluded.value")
+      .run({ name, by });
+  }
+
+  // ---- metadata cache ----
+
+  /** Latest meta of a key as last seen in Postgres, if fetched within ttlMs. */
+  cachedMeta(key: string, ttlMs: number): { id: string | null; meta: string | null } | null {
+    const r = this.db.query("SELECT id, meta, fetched_at FROM meta_cache WHERE key = $key").get({ key }) as
+      | { id: string | null; meta: string | null; fetched_at: number }
+      | null;
+    if (!r || Date.now() - r.fetched_at > ttlMs) return null;
+    return { id: r.id, meta: r.meta };
+  }
+
+  putMeta(key: string, id: string | null, meta: string | null) {
+    this.db
+      .query(
+        `INSERT INTO meta_cache (key, id, meta, fetched_at) VALUES ($key, $id, $meta, $now)
+         ON CONFLICT (key) DO UPDATE SET id = excluded.id, meta = excluded.meta, fetched_at = excluded.fetched_at`,
+      )
+      .run({ key, id, meta, now: Date.now() });
+  }
+
+  // ---- the flush lease: one flusher per journal ----
+
+  /** Takes or renews the lease. False when another live process holds it. */
+  acquireLease(): boolean {
+    const now = Date.now();
+    const host = os.hostname();
+    let ok = false;
+    this.immediate(() => {
+      const cur = this.db.query("SELECT holder, pid, host, expires_at FROM flush_lease WHERE singleton = 1").get() as
+        | { holder: string; pid: number; host: string; expires_at: number }
+        | null;
+      const free =
+        !cur || cur.holder === this.holder || cur.expires_at < now || (cur.host === host && !processAlive(cur.pid));
+      if (!free) return;
+      this.db
+        .query(
+          `INSERT INTO flush_lease (singleton, holder, pid, host, expires_at) VALUES (1, $holder, $pid, $host, $exp)
+           ON CONFLICT (singleton) DO UPDATE SET holder = excluded.holder, pid = excluded.pid, host = excluded.host, expires_at = excluded.expires_at`,
+        )
+        .run({ holder: this.holder, pid: process.pid, host, exp: now + LEASE_MS });
+      ok = true;
+    });
+    return ok;
+  }
+
+  releaseLease() {
+    try {
+      this.db.query("DELETE FROM flush_lease WHERE holder = $holder").run({ holder: this.holder });
+    } catch {
+      // closing anyway
+    }
+  }
+
+  /** Who flushes this journal now, if not us. */
+  leaseHolder(): { pid: number; host: string } | null {
+    const cur = this.db.query("SELECT holder, pid, host, expires_at FROM flush_lease WHERE singleton = 1").get() as
+      | { holder: string; pid: number; host: string; expires_at: number }
+      | null;
+    if (!cur || cur.holder === this.holder || cur.expires_at < Date.now()) return null;
+    if (cur.host === os.hostname() && !processAlive(cur.pid)) return null;
+    return { pid: cur.pid, host: cur.host };
+  }
+
+  /** Removes body files that no row references (left by a crash mid-record). */
+  collectGarbage(): number {
+    const q = this.db.query(
+      "SELECT 1 FROM pending WHERE body_file = $f UNION ALL SELECT 1 FROM data_cache WHERE body_file = $f LIMIT 1",
+    );
+    return this.bodies.collectGarbage((f) => q.get({ f }) !== null);
+  }
+
+  private immediate(fn: () => void) {
+    this.db.transaction(fn).immediate();
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}

@@ -1,0 +1,207 @@
+// The flusher: copies pending journal versions to Postgres in batches, one
+// Postgres transaction per batch, in journal order. Retries with capped
+// exponential backoff while Postgres is away; holds back versions Postgres
+// rejects for good so that the rest keeps flowing.
+import type { Logger } from "pino";
+import { errorMessage, OfflineError, PgfilesError, RejectedError } from "../errors.ts";
+import type { Journal, PendingRow } from "../journal/journal.ts";
+import { applyBatch, type BatchRow } from "../store/apply.ts";
+import { describe, dsnHost, isSchemaMissing, isTransient, type Sql } from "../store/connect.ts";
+
+export interface FlushResult {
+  versions: number;
+  bytes: number;
+  /** Versions still pending (held ones included). */
+  remaining: number;
+  held: number;
+}
+
+export interface FlusherOptions {
+  journal: Journal;
+  sql: Sql;
+  dsn: string;
+  log?: Logger;
+  maxRows?: number;
+  maxBytes?: number;
+  onProgress?: (flushedVersions: number, flushedBytes: number) => void;
+}
+
+export type FlushState = "online" | "offline" | "busy";
+
+export class Flusher {
+  state: FlushState | "unknown" = "unknown";
+  lastError: string | null = null;
+  private readonly maxRows: number;
+  private readonly maxBytes: number;
+
+  constructor(private readonly o: FlusherOptions) {
+    this.maxRows = o.maxRows ?? 2000;
+    this.maxBytes = o.maxBytes ?? 64 * 1024 * 1024;
+  }
+
+  /** Flushes until the journal has nothing flushable left. Throws OfflineError
+   * when Postgres is unreachable (nothing is lost: the journal keeps it all),
+   * or a PgfilesError when the schema is missing. Returns what it did. Another
+   * process holding the flush lease makes this a no-op with state "busy". */
+  async flushAll(): Promise<FlushResult> {
+    const j = this.o.journal;
+    let versions = 0;
+    let bytes = 0;
+    if (!j.acquireLease()) {
+      this.state = "busy";
+      return { versions, bytes, ...this.remaining() };
+    }
+    try {
+      for (;;) {
+        if (!j.acquireLease()) {
+          this.state = "busy";
+          break;
+        }
+        const rows = j.nextBatch(this.maxRows, this.maxBytes);
+        if (rows.length === 0) break;
+        const done = await this.flushRows(rows);
+        versions += done.versions;
+        bytes += done.bytes;
+        this.o.onProgress?.(versions, bytes);
+      }
+      if (this.state !== "busy") this.state = "online";
+      this.lastError = null;
+    } catch (e) {
+      this.lastError = errorMessage(e);
+      if (e instanceof OfflineError) this.state = "offline";
+      throw e;
+    } finally {
+      j.releaseLease();
+    }
+    return { versions, bytes, ...this.remaining() };
+  }
+
+  private remaining() {
+    const s = this.o.journal.stats();
+    return { remaining: s.pending, held: s.held };
+  }
+
+  /** One batch; on a permanent rejection, retries group by group and holds the
+   * groups Postgres refuses. */
+  private async flushRows(rows: PendingRow[]): Promise<{ versions: number; bytes: number }> {
+    try {
+      await this.store(rows);
+      return { versions: rows.length, bytes: sum(rows) };
+    } catch (e) {
+      const err = this.classify(e);
+      if (!(err instanceof RejectedError)) throw err;
+      const groups = groupRows(rows);
+      if (groups.length === 1) {
+        this.o.log?.warn({ keys: rows.map((r) => r.key).slice(0, 10), reason: err.message }, "postgres rejected versions; holding them");
+        this.o.journal.hold(rows, err.message);
+        return { versions: 0, bytes: 0 };
+      }
+      let versions = 0;
+      let bytes = 0;
+      for (const g of groups) {
+        const d = await this.flushRows(g);
+        versions += d.versions;
+        bytes += d.bytes;
+      }
+      return { versions, bytes };
+    }
+  }
+
+  private async store(rows: PendingRow[]) {
+    const j = this.o.journal;
+    const batch: BatchRow[] = rows.map((r) => ({
+      id: r.id,
+      key: r.key,
+      op: r.op,
+      meta: r.meta,
+      body: r.body,
+      bodyPath: r.body_file ? j.bodies.pathOf(r.body_file) : null,
+      size: r.size,
+      dataNull: r.op === "put" && r.body === null && r.body_file === null && JSON.parse(r.meta).type !== "file",
+      src_id: r.src_id,
+      src_key: r.src_key,
+      src_version: r.src_version,
+    }));
+    const t0 = performance.now();
+    const stored = await applyBatch(this.o.sql, batch);
+    j.markFlushed(rows, stored);
+    this.o.log?.debug({ versions: rows.length, bytes: sum(rows), ms: Math.round(performance.now() - t0) }, "flushed batch");
+  }
+
+  private classify(e: unknown): PgfilesError {
+    if (e instanceof PgfilesError) return e;
+    if (isSchemaMissing(e)) return describe(e, dsnHost(this.o.dsn));
+    if (isTransient(e)) return new OfflineError(`PostgreSQL at ${dsnHost(this.o.dsn)} is unreachable (${errCode(e)}).`, e);
+    return describe(e, dsnHost(this.o.dsn));
+  }
+
+  /** Flushes in the background until stopped: immediately when poked, else every
+   * `intervalMs`; while offline, retries with capped exponential backoff. */
+  run(opts: { intervalMs?: number; minBackoffMs?: number; maxBackoffMs?: number } = {}): BackgroundFlusher {
+    const interval = opts.intervalMs ?? 200;
+    const minBackoff = opts.minBackoffMs ?? 500;
+    const maxBackoff = opts.maxBackoffMs ?? 30_000;
+    let stopped = false;
+    let wake: (() => void) | null = null;
+    let backoff = minBackoff;
+    const sleep = (ms: number) =>
+      new Promise<void>((resolve) => {
+        const t = setTimeout(() => {
+          wake = null;
+          resolve();
+        }, ms);
+        wake = () => {
+          clearTimeout(t);
+          wake = null;
+          resolve();
+        };
+      });
+    const loop = (async () => {
+      while (!stopped) {
+        let delay = interval;
+        try {
+          await this.flushAll();
+          backoff = minBackoff;
+        } catch (e) {
+          delay = backoff;
+          backoff = Math.min(maxBackoff, backoff * 2);
+          this.o.log?.warn({ err: errorMessage(e), retryInMs: delay }, "flush failed; will retry");
+        }
+        if (!stopped) await sleep(delay);
+      }
+    })();
+    return {
+      poke: () => wake?.(),
+      stop: async () => {
+        stopped = true;
+        wake?.();
+        await loop;
+      },
+    };
+  }
+}
+
+export interface BackgroundFlusher {
+  /** Flush now rather than at the next tick. */
+  poke(): void;
+  stop(): Promise<void>;
+}
+
+function sum(rows: PendingRow[]): number {
+  return rows.reduce((n, r) => n + r.size, 0);
+}
+
+function groupRows(rows: PendingRow[]): PendingRow[][] {
+  const out: PendingRow[][] = [];
+  for (const r of rows) {
+    const last = out[out.length - 1];
+    if (last && last[0].grp === r.grp) last.push(r);
+    else out.push([r]);
+  }
+  return out;
+}
+
+function errCode(e: unknown): string {
+  const err = e as { code?: string; message?: string };
+  return err?.code ?? err?.message ?? "no answer";
+}
