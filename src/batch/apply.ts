@@ -70,10 +70,17 @@ export async function applyBatchOps(ops: BatchOp[], ctx: ApplyContext): Promise<
       switch (op.op) {
         case "put": {
           if (key.endsWith("/")) fail(`${op.path} names a directory; put writes files.`);
-          const staged =
-            "file" in op.body
-              ? ctx.journal.bodies.fromLocalFile(id, op.body.file, ctx.durable)
-              : ctx.journal.bodies.fromBytes(id, "text" in op.body ? Buffer.from(op.body.text, "utf8") : op.body.base64, ctx.durable);
+          let staged;
+          try {
+            staged =
+              "file" in op.body
+                ? ctx.journal.bodies.fromLocalFile(id, op.body.file, ctx.durable)
+                : ctx.journal.bodies.fromBytes(id, "text" in op.body ? Buffer.from(op.body.text, "utf8") : op.body.base64, ctx.durable);
+          } catch (e) {
+            // A missing or too large local file is this line's fault: say which line.
+            if (e instanceof PgfilesError) throw new PgfilesError(`line ${op.line}: ${e.message}`, { exitCode: e.exitCode, errno: e.errno, cause: e });
+            throw e;
+          }
           v = { id, key, op: "put", meta: fileMeta(name, staged.size, staged.etag), body: staged };
           break;
         }

@@ -132,10 +132,10 @@ export class Journal {
   nextBatch(maxRows: number, maxBytes: number): PendingRow[] {
     const rows = this.db
       .query(
-        `SELECT * FROM pending p
+        `SELECT * FROM pending
           WHERE held_reason IS NULL
-            AND NOT EXISTS (SELECT 1 FROM pending q JOIN pending h ON h.key = q.key AND h.held_reason IS NOT NULL
-                             WHERE q.grp = p.grp)
+            AND grp NOT IN (SELECT q.grp FROM pending q
+                             WHERE q.key IN (SELECT h.key FROM pending h WHERE h.held_reason IS NOT NULL))
           ORDER BY seq LIMIT $limit`,
       )
       .all({ limit: maxRows + 1 }) as PendingRow[];

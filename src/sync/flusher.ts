@@ -85,7 +85,7 @@ export class Flusher {
    * groups Postgres refuses. */
   private async flushRows(rows: PendingRow[]): Promise<{ versions: number; bytes: number }> {
     try {
-      await this.store(rows);
+      await this.storeRetryingConflicts(rows);
       return { versions: rows.length, bytes: sum(rows) };
     } catch (e) {
       const err = this.classify(e);
@@ -98,12 +98,32 @@ export class Flusher {
       }
       let versions = 0;
       let bytes = 0;
+      const heldKeys = new Set<string>();
       for (const g of groups) {
+        // A key with a held version keeps its later versions behind it.
+        if (g.some((r) => heldKeys.has(r.key))) continue;
         const d = await this.flushRows(g);
+        if (d.versions === 0) for (const r of g) heldKeys.add(r.key);
         versions += d.versions;
         bytes += d.bytes;
       }
       return { versions, bytes };
+    }
+  }
+
+  /** Two flushers on two machines writing the same keys in different orders can
+   * deadlock on head rows; Postgres aborts one of them. That is not an outage:
+   * retry the batch after a short random pause. */
+  private async storeRetryingConflicts(rows: PendingRow[]) {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.store(rows);
+      } catch (e) {
+        const code = (e as { code?: string })?.code;
+        if ((code !== "40P01" && code !== "40001") || attempt >= 20) throw e;
+        this.o.log?.debug({ code, attempt }, "write conflict with another flusher; retrying");
+        await Bun.sleep(20 + Math.random() * 100 * Math.min(attempt, 5));
+      }
     }
   }
 
