@@ -109,8 +109,12 @@ export async function applyBatchOps(ops: BatchOp[], ctx: ApplyContext): Promise<
         case "copy":
         case "tag": {
           const srcKey = op.op === "copy" ? keyFor(op.src) : key;
-          const cur = await latestOf(srcKey);
           const srcPath = op.op === "copy" ? op.src : op.path;
+          // A key ending in "/" is a directory marker: a file's body never goes there, nor a marker to a file's key.
+          if (srcKey.endsWith("/") !== key.endsWith("/")) {
+            fail(key.endsWith("/") ? `${op.path} names a directory; copy a file to a file path (no trailing "/").` : `${srcPath} names a directory; copy it to a path ending in "/".`);
+          }
+          const cur = await latestOf(srcKey);
           if (cur === null || (cur !== "unknown" && cur.deleted)) return fail(`${srcPath} does not exist.`);
           const now = nowStamp();
           const meta: Partial<Meta> = { deleted: false, mtime: now, ctime: now, created: now };

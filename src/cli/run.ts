@@ -31,6 +31,6 @@ export function table(header: string[], rows: string[][]): string {
 /** Reports what a delivery did, on stderr. */
 export function reportOffline(offline: string | null, pending: number, journalDir: string) {
   if (offline) {
-    warn(`${offline} ${pending} version${pending === 1 ? "" : "s"} stay queued in the local journal (${journalDir}); the next pgfiles command or mount that reaches PostgreSQL delivers them.`);
+    warn(`${offline} ${pending === 1 ? "1 version stays" : `${pending} versions stay`} queued in the local journal (${journalDir}); the next pgfiles command or mount that reaches PostgreSQL delivers them.`);
   }
 }

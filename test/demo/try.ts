@@ -67,6 +67,8 @@ try {
   console.error((e as Error).message);
   process.exitCode = 1;
 } finally {
-  if (cluster) await cluster.destroy();
+  // (main() may have set it; TypeScript cannot see that across the await.)
+  const started = cluster as Cluster | null;
+  if (started) await started.destroy();
   fs.rmSync(work, { recursive: true, force: true });
 }
