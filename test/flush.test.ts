@@ -161,6 +161,36 @@ describe("flusher", () => {
 });
 
 describe("faults", () => {
+  test("the background flusher rides out an outage with backoff and delivers on its own when Postgres returns", async () => {
+    const j = newJournal("bg/");
+    const own = connect({ dsn: pg.dsn, poolSize: 2, preparedStatements: true, connectTimeout: 2 });
+    const f = new Flusher({ journal: j, sql: own, dsn: pg.dsn });
+    const bg = f.run({ intervalMs: 50, minBackoffMs: 100, maxBackoffMs: 400 });
+    try {
+      put(j, "bg/before", "before");
+      for (let i = 0; i < 100 && j.stats().pending > 0; i++) await Bun.sleep(50);
+      expect(j.stats().pending).toBe(0);
+      await pg.stop();
+      // Writes keep landing in the journal while Postgres is away.
+      put(j, "bg/during-1", "one");
+      put(j, "bg/during-2", "two");
+      await Bun.sleep(1500);
+      expect(f.state).toBe("offline");
+      expect(j.stats().pending).toBe(2);
+      await pg.start();
+      for (let i = 0; i < 100 && j.stats().pending > 0; i++) await Bun.sleep(100);
+      expect(j.stats().pending).toBe(0);
+      expect(f.state).toBe("online");
+    } finally {
+      await bg.stop();
+      await own.end({ timeout: 2 });
+      j.close();
+    }
+    expect(q(`SELECT string_agg(key || '=' || convert_from(data, 'UTF8'), ',' ORDER BY key) FROM pgfiles WHERE key LIKE 'bg/%'`)).toBe(
+      "bg/before=before,bg/during-1=one,bg/during-2=two",
+    );
+  }, 60_000);
+
   test("Postgres stopped while batch writes: batch succeeds into the journal, and everything lands byte for byte once it is back", async () => {
     const env = cleanEnv({ PGFILES_DSN: pg.dsn, PGFILES_PREFIX: "outage/" });
     const local = path.join(tmp, "outage.bin");

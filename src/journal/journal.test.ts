@@ -140,6 +140,18 @@ describe("journal", () => {
     j.close();
   });
 
+  test("metadata is trusted for the TTL only, negative entries included", async () => {
+    const j = open();
+    j.putMeta("p/a", "id-1", '{"size":1}');
+    j.putMeta("p/missing", null, null);
+    expect(j.cachedMeta("p/a", 10_000)).toEqual({ id: "id-1", meta: '{"size":1}' });
+    expect(j.cachedMeta("p/missing", 10_000)).toEqual({ id: null, meta: null });
+    await Bun.sleep(30);
+    expect(j.cachedMeta("p/a", 10)).toBeNull();
+    expect(j.cachedMeta("p/a", 0)).toBeNull();
+    j.close();
+  });
+
   test("garbage collection removes abandoned body files but never a referenced one", () => {
     const j = open();
     const v = version(j, "p/keep", Buffer.alloc(INLINE_MAX + 1));
