@@ -109,6 +109,9 @@ export class Context {
     if (j.stats().pending === 0) return { result: null, offline: null };
     const sql = await this.online();
     if (!sql) return { result: null, offline: this.offlineReason };
+    // Held versions get one more try per command: once their cause is fixed
+    // (a constraint dropped, a permission granted), any command delivers them.
+    j.releaseHeld();
     const started = Date.now();
     let lastShown = 0;
     const flusher = new Flusher({
