@@ -165,6 +165,19 @@ export class Journal {
     return this.db.query("SELECT * FROM pending WHERE key = $key ORDER BY seq").all({ key }) as PendingRow[];
   }
 
+  /** The latest pending version of every key under `prefix` (body columns omitted). */
+  pendingUnder(prefix: string): Omit<PendingRow, "body">[] {
+    return this.db
+      .query(
+        `SELECT seq, id, key, op, meta, NULL AS body, body_file, size, src_id, src_key, src_version, grp, created_at, held_reason, attempts
+           FROM pending p
+          WHERE substr(key, 1, length($prefix)) = $prefix
+            AND seq = (SELECT MAX(seq) FROM pending q WHERE q.key = p.key)
+          ORDER BY key`,
+      )
+      .all({ prefix }) as Omit<PendingRow, "body">[];
+  }
+
   pendingById(id: string): PendingRow | null {
     return (this.db.query("SELECT * FROM pending WHERE id = $id").get({ id }) as PendingRow | null) ?? null;
   }

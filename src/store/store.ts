@@ -110,3 +110,62 @@ export async function storedVersions(sql: Sql, ids: string[]): Promise<Map<strin
     SELECT id::text AS id, key, (meta->>'version')::bigint AS version FROM pgfiles WHERE id = ANY(${ids}::uuid[])`;
   return new Map(rows.map((r) => [r.id as string, { key: r.key as string, version: Number(r.version) }]));
 }
+
+export interface Child {
+  /** The child's name (no slashes). */
+  name: string;
+  /** True for a directory: a marker key "dir/name/" or any live key below it. */
+  dir: boolean;
+  /** The file's (or the directory marker's) latest version, when the child has one. */
+  id: string | null;
+  meta: string | null;
+  /** Resume point: pass it as `afterKey` to continue after this child. */
+  resumeKey: string;
+}
+
+/** Immediate children of the directory `dir` ("" or a key ending in "/"), in
+ * key order, after the child whose resumeKey is `afterKey`, at most `limit`.
+ * Reads only the head table: a loose index scan that jumps over each child
+ * directory's subtree, so a huge subtree below one child costs one probe. */
+export async function listChildren(sql: Sql, dir: string, afterKey: string | null, limit: number): Promise<Child[]> {
+  const pattern = likePrefix(dir);
+  const n = dir.length; // characters, as substr() and position() count them
+  // The smallest key after `k` that is not inside the child k belongs to:
+  // past a child directory "dir/x/…" means >= "dir/x0" ('0' follows '/');
+  // past a file "dir/x" means > "dir/x", i.e. >= "dir/x" || chr(1) (keys hold no NUL).
+  const first = afterKey === null ? `${dir}` : skipPast(afterKey, n);
+  const rows = await sql`
+    WITH RECURSIVE walk(key, n) AS (
+      (SELECT h.key, 1 FROM pgfiles_head h
+        WHERE h.key >= ${first} AND h.key LIKE ${pattern} AND NOT h.deleted
+        ORDER BY h.key LIMIT 1)
+      UNION ALL
+      SELECT (SELECT h.key FROM pgfiles_head h
+               WHERE h.key >= (CASE WHEN position('/' IN substr(w.key, ${n} + 1)) > 0
+                                    THEN substr(w.key, 1, ${n} + position('/' IN substr(w.key, ${n} + 1)) - 1) || '0'
+                                    ELSE w.key || chr(1) END)
+                 AND h.key LIKE ${pattern} AND NOT h.deleted
+               ORDER BY h.key LIMIT 1), w.n + 1
+        FROM walk w WHERE w.key IS NOT NULL AND w.n < ${limit}
+    )
+    SELECT w.key, p.id::text AS id, p.meta::text AS meta
+      FROM walk w
+      LEFT JOIN pgfiles_head h ON h.key = w.key
+      LEFT JOIN pgfiles p ON p.id = h.id
+     WHERE w.key IS NOT NULL
+     ORDER BY w.n`;
+  return rows.map((r) => {
+    const key = r.key as string;
+    const rest = key.slice(dir.length);
+    const slash = rest.indexOf("/");
+    const name = slash < 0 ? rest : rest.slice(0, slash);
+    // A hit below the child (not its own marker) says only "a directory is here".
+    const own = slash < 0 || slash === rest.length - 1;
+    return { name, dir: slash >= 0, id: own ? (r.id as string) : null, meta: own ? (r.meta as string) : null, resumeKey: key };
+  });
+}
+
+function skipPast(key: string, dirLength: number): string {
+  const slash = key.indexOf("/", dirLength);
+  return slash >= 0 ? `${key.slice(0, slash)}0` : `${key}\u0001`;
+}

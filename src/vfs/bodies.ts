@@ -1,0 +1,59 @@
+// Where a version's body is, locally: pending in the journal (read-your-writes),
+// else the data cache, else Postgres — fetched in 1 MiB ranges into the cache,
+// so reads are served from local disk afterwards and memory stays flat.
+import fs from "node:fs";
+import path from "node:path";
+import type { Journal } from "../journal/journal.ts";
+import type { Sql } from "../store/connect.ts";
+import { readRange } from "../store/store.ts";
+import { Errno, VfsError } from "./types.ts";
+
+export type LocalBody = { bytes: Uint8Array } | { file: string };
+
+const RANGE = 1024 * 1024;
+
+export async function localBody(journal: Journal, sql: Sql | null, id: string, size: number): Promise<LocalBody> {
+  const pending = journal.pendingById(id);
+  if (pending) {
+    if (pending.body_file) return { file: journal.bodies.pathOf(pending.body_file) };
+    if (pending.body) return { bytes: pending.body };
+    if (pending.op !== "copy") return { bytes: new Uint8Array(0) };
+    // A pending copy (rename, chmod, restore) shows its source's body.
+    if (pending.src_id) return localBody(journal, sql, pending.src_id, size);
+    // A copy whose source is resolved in Postgres at flush: fall through to the store.
+  }
+  const cached = journal.cached(id);
+  if (cached) return cached.file ? { file: journal.bodies.pathOf(cached.file) } : { bytes: cached.body ?? new Uint8Array(0) };
+  if (!sql) throw new VfsError(Errno.EIO, "The file's content is not cached locally and PostgreSQL is unreachable.");
+  if (size <= 128 * 1024) {
+    const bytes = await readRange(sql, id, 0, Math.max(size, 1));
+    journal.cachePut(id, { inline: bytes, size: bytes.length, etag: "" });
+    return { bytes };
+  }
+  const tmp = journal.bodies.pathOf(`tmp-fetch-${id}-${process.pid}`);
+  const fd = fs.openSync(tmp, "w", 0o600);
+  try {
+    for (let off = 0; off < size; off += RANGE) {
+      const chunk = await readRange(sql, id, off, Math.min(RANGE, size - off));
+      if (chunk.length === 0) break;
+      fs.writeSync(fd, chunk, 0, chunk.length, off);
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, journal.bodies.pathOf(id));
+  journal.cachePut(id, { file: id, size, etag: "" });
+  return { file: journal.bodies.pathOf(id) };
+}
+
+/** Copies a body into a new staging file (for writing), or makes it empty. */
+export async function stage(journal: Journal, sql: Sql | null, id: string | null, size: number, dest: string, truncate: boolean) {
+  fs.mkdirSync(path.dirname(dest), { recursive: true });
+  if (truncate || id === null) {
+    fs.writeFileSync(dest, new Uint8Array(0), { mode: 0o600 });
+    return;
+  }
+  const body = await localBody(journal, sql, id, size);
+  if ("file" in body) fs.copyFileSync(body.file, dest);
+  else fs.writeFileSync(dest, body.bytes, { mode: 0o600 });
+}

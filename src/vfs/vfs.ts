@@ -1,0 +1,706 @@
+// Filesystem semantics over the journal and the store, for any frontend.
+// Writes go to a per-inode staging file; close of a changed file records one
+// version in the journal (the durability boundary); the flusher takes it from
+// there. Reads: pending versions, then the data cache, then Postgres.
+import { createHash } from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
+import { INLINE_MAX, type StagedBody } from "../journal/bodies.ts";
+import type { Journal, NewVersion } from "../journal/journal.ts";
+import { KeyError, validateSegment } from "../keys.ts";
+import { contentTypeFor, MAX_FILE_SIZE, type Meta, parseMeta, stampFromNs, tombstoneMeta } from "../meta.ts";
+import { isTransient, type Sql } from "../store/connect.ts";
+import { listChildren } from "../store/store.ts";
+import { localBody, stage } from "./bodies.ts";
+import { type Kind, type Node, NodeTable } from "./nodes.ts";
+import {
+  type Attr, type Caller, type DirEntry, Errno, type Opened, RENAME_EXCHANGE, RENAME_NOREPLACE, type SetAttr, type StatFs,
+  type Vfs, VfsError,
+} from "./types.ts";
+
+export interface VfsOptions {
+  journal: Journal;
+  /** Returns the pool, or null while Postgres is unreachable. */
+  sql: () => Sql | null;
+  prefix: string;
+  readOnly: boolean;
+  metadataTtlMs: number;
+  /** Called after a version is recorded (e.g. to wake the flusher). */
+  onRecord?: () => void;
+}
+
+const O_ACCMODE = 3;
+const O_RDONLY = 0;
+const O_TRUNC = 0o1000;
+const PAGE = 1000;
+
+export class PgVfs implements Vfs {
+  readonly nodes: NodeTable;
+  private readonly j: Journal;
+  private readonly stagingDir: string;
+  private nextFh = 1n;
+  private readonly handles = new Map<bigint, { node: Node; write: boolean }>();
+  private readonly dirHandles = new Map<bigint, DirEntry[]>();
+
+  constructor(private readonly o: VfsOptions) {
+    this.j = o.journal;
+    this.nodes = new NodeTable({ uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 });
+    this.stagingDir = path.join(this.j.dir, "staging", String(process.pid));
+    fs.rmSync(this.stagingDir, { recursive: true, force: true });
+    fs.mkdirSync(this.stagingDir, { recursive: true, mode: 0o700 });
+  }
+
+  // ---- names, keys, nodes ----
+
+  private node(ino: bigint): Node {
+    const n = this.nodes.get(ino);
+    if (!n) throw new VfsError(Errno.ENOENT, `inode ${ino} is not known`);
+    return n;
+  }
+
+  private dirNode(ino: bigint): Node {
+    const n = this.node(ino);
+    if (n.kind !== "dir") throw new VfsError(Errno.ENOTDIR, "not a directory");
+    return n;
+  }
+
+  private key(node: Node): string {
+    const p = NodeTable.path(node);
+    return node.kind === "dir" ? (p === "" ? this.o.prefix : `${this.o.prefix}${p}/`) : this.o.prefix + p;
+  }
+
+  private checkName(name: string) {
+    try {
+      validateSegment(name);
+    } catch (e) {
+      if (e instanceof KeyError) throw new VfsError(e.errno === "ENAMETOOLONG" ? Errno.ENAMETOOLONG : Errno.EINVAL, e.message);
+      throw e;
+    }
+  }
+
+  private writable() {
+    if (this.o.readOnly) throw new VfsError(Errno.EROFS, "read-only mount");
+  }
+
+  private sql(): Sql | null {
+    return this.o.sql();
+  }
+
+  /** Children of a directory, loaded from Postgres (and the journal) when stale. */
+  private async children(dir: Node): Promise<Map<string, Node>> {
+    if (dir.children && Date.now() - dir.loadedAt < this.o.metadataTtlMs) return dir.children;
+    const sql = this.sql();
+    const stored = new Map<string, { kind: Kind; id: string | null; meta: Partial<Meta> | null; marker: boolean }>();
+    let fresh = false;
+    if (sql) {
+      try {
+        const dirKey = this.key(dir);
+        let after: string | null = null;
+        for (;;) {
+          const page = await listChildren(sql, dirKey, after, PAGE);
+          for (const c of page) {
+            const meta = c.meta ? parseMeta(c.meta) : null;
+            const kind: Kind = c.dir ? "dir" : ((meta?.type as Kind) ?? "file");
+            // A key that is both a file and a directory prefix shows as the directory.
+            if (stored.get(c.name)?.kind === "dir") continue;
+            stored.set(c.name, { kind, id: c.id, meta, marker: c.dir && c.id !== null });
+          }
+          if (page.length < PAGE) break;
+          after = page[page.length - 1].resumeKey;
+        }
+        fresh = true;
+      } catch (e) {
+        if (!isTransient(e)) throw e;
+      }
+    }
+    if (!fresh && dir.children) return dir.children; // offline: keep what we know
+    // The journal's pending versions win over Postgres (read-your-writes).
+    const dirKey = this.key(dir);
+    for (const p of this.j.pendingUnder(dirKey)) {
+      const rest = p.key.slice(dirKey.length);
+      if (rest === "") continue;
+      const slash = rest.indexOf("/");
+      const name = slash < 0 ? rest : rest.slice(0, slash);
+      const meta = parseMeta(p.meta);
+      const deleted = p.op === "delete" || meta.deleted === true;
+      if (slash >= 0 && slash < rest.length - 1) {
+        if (!deleted && !stored.has(name)) stored.set(name, { kind: "dir", id: null, meta: null, marker: false });
+        continue;
+      }
+      if (deleted) {
+        const cur = stored.get(name);
+        // A deleted marker leaves an implicit directory if keys remain below it.
+        if (cur && !(slash >= 0 && cur.kind === "dir" && !cur.marker)) stored.delete(name);
+        continue;
+      }
+      stored.set(name, { kind: slash >= 0 ? "dir" : ((meta.type as Kind) ?? "file"), id: p.id, meta, marker: slash >= 0 });
+    }
+    const old = dir.children ?? new Map<string, Node>();
+    const next = new Map<string, Node>();
+    for (const [name, s] of stored) {
+      let n = old.get(name);
+      if (n && n.kind !== s.kind) n = undefined;
+      if (!n) n = this.nodes.create(dir, name, s.kind, s.meta ?? {}, s.id, s.marker);
+      else if (!n.open) {
+        if (s.meta) NodeTable.apply(n, s.kind, s.meta, s.id);
+        n.marker = s.marker;
+      }
+      next.set(name, n);
+    }
+    // Local nodes Postgres does not know yet (created while offline, open) stay.
+    for (const [name, n] of old) if (!next.has(name) && (n.open || n.id === null) && !n.unlinked && n.kind !== "dir") next.set(name, n);
+    for (const [name, n] of old) {
+      if (!next.has(name)) {
+        n.parent = null;
+        n.unlinked = true;
+        this.nodes.release(n);
+      }
+    }
+    dir.children = next;
+    dir.loadedAt = Date.now();
+    return next;
+  }
+
+  private async child(dir: Node, name: string): Promise<Node | undefined> {
+    return (await this.children(dir)).get(name);
+  }
+
+  // ---- recording versions ----
+
+  private meta(node: Node, extra: Partial<Meta> = {}): Meta {
+    const now = stampFromNs(BigInt(Date.now()) * 1_000_000n);
+    return {
+      deleted: false, type: node.kind, size: node.kind === "file" ? node.size : 0, mode: node.mode, uid: node.uid, gid: node.gid,
+      mtime: stampFromNs(node.mtimeNs), ctime: stampFromNs(node.ctimeNs), created: now,
+      ...(node.kind === "file" ? { content_type: node.contentType ?? contentTypeFor(node.name) } : {}),
+      ...(node.target !== undefined ? { target: node.target } : {}),
+      ...(Object.keys(node.tags).length ? { tags: node.tags } : {}),
+      ...extra,
+    };
+  }
+
+  private record(versions: NewVersion[], durable = false) {
+    try {
+      this.j.record(versions, durable);
+    } catch (e) {
+      const errno = (e as { errno?: string }).errno;
+      throw new VfsError(errno === "ENOSPC" ? Errno.ENOSPC : Errno.EIO, (e as Error).message);
+    }
+    this.o.onRecord?.();
+  }
+
+  /** A new version with the node's current attributes and the same body.
+   * `removedTags` are tags the source version has and this one must not. */
+  private metaOnlyVersion(node: Node, removedTags: string[] = []): NewVersion {
+    const key = this.key(node);
+    const id = crypto.randomUUID();
+    if (node.kind === "file" && node.id) {
+      // Server-side copy: the body is not sent again; a null tag removes it.
+      const tags: Record<string, string | null> = { ...node.tags };
+      for (const t of removedTags) tags[t] = null;
+      return { id, key, op: "copy", meta: { ...this.meta(node), tags: tags as Record<string, string> }, src: { id: node.id } };
+    }
+    return { id, key, op: "put", meta: this.meta(node), ...(node.kind === "file" ? { body: { inline: new Uint8Array(0), size: 0, etag: EMPTY_SHA } } : {}) };
+  }
+
+  /** Turns the staging file into a version (close, fsync). */
+  private commit(node: Node, durable: boolean) {
+    const open = node.open;
+    if (!open || !open.dirty || node.unlinked) return;
+    const size = fs.fstatSync(open.fd).size;
+    if (size > MAX_FILE_SIZE) throw new VfsError(Errno.EFBIG, "file larger than pgfiles can store");
+    const id = crypto.randomUUID();
+    let body: StagedBody;
+    if (size <= INLINE_MAX) {
+      const bytes = fs.readFileSync(open.path);
+      body = { inline: bytes, size: bytes.length, etag: createHash("sha256").update(bytes).digest("hex") };
+    } else {
+      if (durable) fs.fsyncSync(open.fd);
+      const dest = this.j.bodies.pathOf(id);
+      fs.copyFileSync(open.path, dest);
+      if (durable) {
+        const fd = fs.openSync(dest, "r");
+        fs.fsyncSync(fd);
+        fs.closeSync(fd);
+      }
+      body = { file: id, size, etag: sha256File(dest) };
+    }
+    node.size = size;
+    this.record([{ id, key: this.key(node), op: "put", meta: this.meta(node, { size, etag: body.etag }), body }], durable);
+    node.id = id;
+    open.dirty = false;
+  }
+
+  // ---- Vfs ----
+
+  async lookup(parent: bigint, name: string, _who?: Caller): Promise<Attr> {
+    const dir = this.dirNode(parent);
+    if (name.length > 255 && Buffer.byteLength(name) > 255) throw new VfsError(Errno.ENAMETOOLONG, "name too long");
+    const n = await this.child(dir, name);
+    if (!n) throw new VfsError(Errno.ENOENT, "no such file or directory");
+    n.lookups++;
+    return NodeTable.attr(n);
+  }
+
+  forget(ino: bigint, count: number) {
+    const n = this.nodes.get(ino);
+    if (!n || ino === 1n) return;
+    n.lookups -= count;
+    this.nodes.release(n);
+  }
+
+  async getattr(ino: bigint, _who?: Caller): Promise<Attr> {
+    const n = this.node(ino);
+    if (n.open) n.size = fs.fstatSync(n.open.fd).size;
+    return NodeTable.attr(n);
+  }
+
+  async setattr(ino: bigint, set: SetAttr, _who?: Caller): Promise<Attr> {
+    return this.changeAttr(ino, set, []);
+  }
+
+  private async changeAttr(ino: bigint, set: SetAttr, removedTags: string[]): Promise<Attr> {
+    this.writable();
+    const n = this.node(ino);
+    const now = BigInt(Date.now()) * 1_000_000n;
+    if (set.size !== undefined) {
+      if (n.kind === "dir") throw new VfsError(Errno.EISDIR, "is a directory");
+      if (set.size > MAX_FILE_SIZE) throw new VfsError(Errno.EFBIG, "file too large");
+    }
+    if (set.mode !== undefined) n.mode = set.mode & 0o7777;
+    if (set.uid !== undefined) n.uid = set.uid;
+    if (set.gid !== undefined) n.gid = set.gid;
+    if (set.atimeNs !== undefined) n.atimeNs = set.atimeNs === "now" ? now : set.atimeNs;
+    if (set.mtimeNs !== undefined) n.mtimeNs = set.mtimeNs === "now" ? now : set.mtimeNs;
+    n.ctimeNs = now;
+    if (set.size !== undefined) {
+      const temporary = !n.open;
+      if (temporary) await this.openState(n, false);
+      fs.ftruncateSync(n.open!.fd, set.size);
+      n.size = set.size;
+      if (set.mtimeNs === undefined) n.mtimeNs = now;
+      n.open!.dirty = true;
+      if (temporary) {
+        // truncate(2) on a closed file: that is a version of its own.
+        this.commit(n, false);
+        this.closeState(n);
+      }
+      return NodeTable.attr(n);
+    }
+    if (n.open) {
+      // The next close records the attributes with the content.
+      n.open.dirty = true;
+    } else if (!n.unlinked && n.parent) {
+      const v = this.metaOnlyVersion(n, removedTags);
+      this.record([v]);
+      n.id = v.op === "copy" || v.body ? v.id : n.id;
+      if (n.kind === "dir") n.marker = true;
+    }
+    return NodeTable.attr(n);
+  }
+
+  async readlink(ino: bigint, _who?: Caller): Promise<string> {
+    const n = this.node(ino);
+    if (n.kind !== "symlink") throw new VfsError(Errno.EINVAL, "not a symlink");
+    return n.target ?? "";
+  }
+
+  private async newChild(parent: bigint, name: string): Promise<Node> {
+    this.writable();
+    this.checkName(name);
+    const dir = this.dirNode(parent);
+    if (await this.child(dir, name)) throw new VfsError(Errno.EEXIST, "file exists");
+    return dir;
+  }
+
+  private attach(dir: Node, name: string, kind: Kind, who: Caller, mode: number, extra: Partial<Meta> = {}): Node {
+    const n = this.nodes.create(dir, name, kind, { mode: mode & 0o7777, uid: who.uid, gid: who.gid, ...extra }, null, kind === "dir");
+    dir.children!.set(name, n);
+    const now = BigInt(Date.now()) * 1_000_000n;
+    dir.mtimeNs = now;
+    dir.ctimeNs = now;
+    n.lookups++;
+    return n;
+  }
+
+  async mkdir(parent: bigint, name: string, mode: number, who: Caller): Promise<Attr> {
+    const dir = await this.newChild(parent, name);
+    const n = this.attach(dir, name, "dir", who, mode);
+    n.children = new Map();
+    n.loadedAt = Date.now();
+    const id = crypto.randomUUID();
+    this.record([{ id, key: this.key(n), op: "put", meta: this.meta(n) }]);
+    n.id = id;
+    return NodeTable.attr(n);
+  }
+
+  async symlink(parent: bigint, name: string, target: string, who: Caller): Promise<Attr> {
+    const dir = await this.newChild(parent, name);
+    if (Buffer.byteLength(target) > 4095) throw new VfsError(Errno.ENAMETOOLONG, "symlink target too long");
+    const n = this.attach(dir, name, "symlink", who, 0o777, { target });
+    const id = crypto.randomUUID();
+    this.record([{ id, key: this.key(n), op: "put", meta: this.meta(n) }]);
+    n.id = id;
+    return NodeTable.attr(n);
+  }
+
+  /** Deleting the last entry of an implicit directory would make it vanish:
+   * give it a marker in the same journal transaction. */
+  private keepParent(dir: Node, versions: NewVersion[]) {
+    if (dir.parent && !dir.marker && dir.children && dir.children.size === 0) {
+      versions.push({ id: crypto.randomUUID(), key: this.key(dir), op: "put", meta: this.meta(dir) });
+      dir.marker = true;
+    }
+  }
+
+  private detach(n: Node) {
+    const dir = n.parent!;
+    dir.children?.delete(n.name);
+    const now = BigInt(Date.now()) * 1_000_000n;
+    dir.mtimeNs = now;
+    dir.ctimeNs = now;
+    n.parent = null;
+    n.unlinked = true;
+    this.nodes.release(n);
+  }
+
+  async unlink(parent: bigint, name: string, _who?: Caller): Promise<void> {
+    this.writable();
+    const dir = this.dirNode(parent);
+    const n = await this.child(dir, name);
+    if (!n) throw new VfsError(Errno.ENOENT, "no such file");
+    if (n.kind === "dir") throw new VfsError(Errno.EISDIR, "is a directory");
+    const versions: NewVersion[] = [];
+    if (n.id !== null || !n.open) versions.push({ id: crypto.randomUUID(), key: this.key(n), op: "delete", meta: tombstoneMeta(n.kind) });
+    this.detach(n);
+    this.keepParent(dir, versions);
+    this.record(versions);
+  }
+
+  async rmdir(parent: bigint, name: string, _who?: Caller): Promise<void> {
+    this.writable();
+    const dir = this.dirNode(parent);
+    const n = await this.child(dir, name);
+    if (!n) throw new VfsError(Errno.ENOENT, "no such directory");
+    if (n.kind !== "dir") throw new VfsError(Errno.ENOTDIR, "not a directory");
+    if ((await this.children(n)).size > 0) throw new VfsError(Errno.ENOTEMPTY, "directory not empty");
+    const versions: NewVersion[] = [];
+    if (n.marker) versions.push({ id: crypto.randomUUID(), key: this.key(n), op: "delete", meta: tombstoneMeta("dir") });
+    this.detach(n);
+    this.keepParent(dir, versions);
+    this.record(versions);
+  }
+
+  /** Every version needed to move `n` (and, for a directory, every key below it) to `toKey`. */
+  private async moveVersions(n: Node, toKey: string, versions: NewVersion[]) {
+    const fromKey = this.key(n);
+    if (n.kind !== "dir") {
+      if (n.open?.dirty) this.commit(n, false);
+      const meta = this.meta(n);
+      if (n.id === null) versions.push({ id: crypto.randomUUID(), key: toKey, op: "put", meta, body: { inline: new Uint8Array(0), size: 0, etag: EMPTY_SHA } });
+      else versions.push({ id: crypto.randomUUID(), key: toKey, op: "copy", meta, src: { id: n.id } });
+      versions.push({ id: crypto.randomUUID(), key: fromKey, op: "delete", meta: tombstoneMeta(n.kind) });
+      return;
+    }
+    if (n.marker) {
+      versions.push({ id: crypto.randomUUID(), key: toKey, op: "put", meta: this.meta(n) });
+      versions.push({ id: crypto.randomUUID(), key: fromKey, op: "delete", meta: tombstoneMeta("dir") });
+    }
+    for (const c of (await this.children(n)).values()) {
+      await this.moveVersions(c, toKey + c.name + (c.kind === "dir" ? "/" : ""), versions);
+    }
+  }
+
+  async rename(parent: bigint, name: string, newParent: bigint, newName: string, flags: number, _who?: Caller): Promise<void> {
+    this.writable();
+    this.checkName(newName);
+    const from = this.dirNode(parent);
+    const to = this.dirNode(newParent);
+    const n = await this.child(from, name);
+    if (!n) throw new VfsError(Errno.ENOENT, "no such file or directory");
+    const target = await this.child(to, newName);
+    if (flags & RENAME_NOREPLACE && target) throw new VfsError(Errno.EEXIST, "target exists");
+    if (flags & RENAME_EXCHANGE) {
+      if (!target) throw new VfsError(Errno.ENOENT, "target does not exist");
+      return this.exchange(n, target);
+    }
+    if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) throw new VfsError(Errno.EINVAL, "unsupported rename flags");
+    if (target === n) return;
+    for (let p: Node | null = to; p; p = p.parent) if (p === n) throw new VfsError(Errno.EINVAL, "cannot move a directory into itself");
+    const versions: NewVersion[] = [];
+    if (target) {
+      if (target.kind === "dir" && n.kind !== "dir") throw new VfsError(Errno.EISDIR, "target is a directory");
+      if (target.kind !== "dir" && n.kind === "dir") throw new VfsError(Errno.ENOTDIR, "target is not a directory");
+      if (target.kind === "dir" && (await this.children(target)).size > 0) throw new VfsError(Errno.ENOTEMPTY, "target directory not empty");
+      if (target.kind === "dir" && target.marker) versions.push({ id: crypto.randomUUID(), key: this.key(target), op: "delete", meta: tombstoneMeta("dir") });
+      // A replaced file needs no tombstone: the moved version becomes its latest.
+    }
+    const toKey = this.key(to) + newName + (n.kind === "dir" ? "/" : "");
+    await this.moveVersions(n, toKey, versions);
+    if (target) this.detach(target);
+    from.children!.delete(name);
+    n.name = newName;
+    n.parent = to;
+    to.children!.set(newName, n);
+    const now = BigInt(Date.now()) * 1_000_000n;
+    for (const d of [from, to]) {
+      d.mtimeNs = now;
+      d.ctimeNs = now;
+    }
+    n.ctimeNs = now;
+    this.keepParent(from, versions);
+    // One journal transaction: the whole move reaches Postgres atomically.
+    this.record(versions);
+    this.refreshIds(n, versions);
+  }
+
+  /** After a move the nodes show the copies' ids (same bodies, new keys). */
+  private refreshIds(n: Node, versions: NewVersion[]) {
+    const byKey = new Map(versions.filter((v) => v.op !== "delete").map((v) => [v.key, v.id]));
+    const walk = (x: Node) => {
+      const id = byKey.get(this.key(x));
+      if (id) x.id = id;
+      if (x.kind === "dir" && x.children) for (const c of x.children.values()) walk(c);
+    };
+    walk(n);
+  }
+
+  private async exchange(a: Node, b: Node) {
+    const versions: NewVersion[] = [];
+    const aKey = this.key(a);
+    const bKey = this.key(b);
+    if (a.kind === "dir" || b.kind === "dir") throw new VfsError(Errno.EINVAL, "exchanging directories is not supported");
+    for (const x of [a, b]) if (x.open?.dirty) this.commit(x, false);
+    const copy = (x: Node, key: string): NewVersion =>
+      x.id === null
+        ? { id: crypto.randomUUID(), key, op: "put", meta: this.meta(x), body: { inline: new Uint8Array(0), size: 0, etag: EMPTY_SHA } }
+        : { id: crypto.randomUUID(), key, op: "copy", meta: this.meta(x), src: { id: x.id } };
+    versions.push(copy(a, bKey), copy(b, aKey));
+    this.record(versions);
+    const [ap, an] = [a.parent!, a.name];
+    const [bp, bn] = [b.parent!, b.name];
+    ap.children!.set(an, b);
+    bp.children!.set(bn, a);
+    [a.parent, a.name, b.parent, b.name] = [bp, bn, ap, an];
+    a.id = versions[0].id;
+    b.id = versions[1].id;
+  }
+
+  private async openState(n: Node, truncate: boolean) {
+    if (n.open) {
+      if (truncate) {
+        fs.ftruncateSync(n.open.fd, 0);
+        n.open.dirty = true;
+      }
+      return;
+    }
+    const file = path.join(this.stagingDir, `${n.ino}`);
+    await stage(this.j, this.sql(), n.id, n.size, file, truncate);
+    n.open = { path: file, fd: fs.openSync(file, "r+"), handles: 0, dirty: truncate && n.size > 0 };
+    if (truncate) n.size = 0;
+  }
+
+  private closeState(n: Node) {
+    if (!n.open || n.open.handles > 0) return;
+    fs.closeSync(n.open.fd);
+    fs.rmSync(n.open.path, { force: true });
+    n.open = null;
+    this.nodes.release(n);
+  }
+
+  private handle(n: Node, write: boolean): Opened {
+    const fh = this.nextFh++;
+    this.handles.set(fh, { node: n, write });
+    n.open!.handles++;
+    return { fh, keepCache: !n.open!.dirty };
+  }
+
+  async open(ino: bigint, flags: number, _who?: Caller): Promise<Opened> {
+    const n = this.node(ino);
+    if (n.kind === "dir") throw new VfsError(Errno.EISDIR, "is a directory");
+    const write = (flags & O_ACCMODE) !== O_RDONLY;
+    if (write || flags & O_TRUNC) this.writable();
+    await this.openState(n, Boolean(flags & O_TRUNC) && write);
+    return this.handle(n, write);
+  }
+
+  async create(parent: bigint, name: string, mode: number, flags: number, who: Caller): Promise<{ attr: Attr; opened: Opened }> {
+    const dir = await this.newChild(parent, name);
+    const n = this.attach(dir, name, "file", who, mode);
+    await this.openState(n, true);
+    n.open!.dirty = true; // a new file is a change even if nothing is written
+    return { attr: NodeTable.attr(n), opened: this.handle(n, true) };
+  }
+
+  private openFile(fh: bigint) {
+    const h = this.handles.get(fh);
+    if (!h || !h.node.open) throw new VfsError(Errno.EBADF, "bad file handle");
+    return h;
+  }
+
+  async read(_ino: bigint, fh: bigint, offset: number, size: number): Promise<Uint8Array> {
+    const { node } = this.openFile(fh);
+    const buf = Buffer.allocUnsafe(size);
+    const n = fs.readSync(node.open!.fd, buf, 0, size, offset);
+    return buf.subarray(0, n);
+  }
+
+  async write(_ino: bigint, fh: bigint, offset: number, data: Uint8Array, _who?: Caller): Promise<number> {
+    const h = this.openFile(fh);
+    if (!h.write) throw new VfsError(Errno.EBADF, "file not open for writing");
+    if (offset + data.length > MAX_FILE_SIZE) throw new VfsError(Errno.EFBIG, "file larger than pgfiles can store");
+    let n: number;
+    try {
+      n = fs.writeSync(h.node.open!.fd, data, 0, data.length, offset);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOSPC") throw new VfsError(Errno.ENOSPC, "cache disk full");
+      throw e;
+    }
+    const node = h.node;
+    node.open!.dirty = true;
+    node.size = Math.max(node.size, offset + n);
+    node.mtimeNs = BigInt(Date.now()) * 1_000_000n;
+    node.ctimeNs = node.mtimeNs;
+    return n;
+  }
+
+  async flush(_ino: bigint, fh: bigint, _who?: Caller): Promise<void> {
+    const { node } = this.openFile(fh);
+    this.commit(node, false);
+  }
+
+  async release(_ino: bigint, fh: bigint): Promise<void> {
+    const h = this.handles.get(fh);
+    if (!h) return;
+    this.handles.delete(fh);
+    const node = h.node;
+    if (!node.open) return;
+    node.open.handles--;
+    if (node.open.handles === 0) {
+      this.commit(node, false);
+      this.closeState(node);
+    }
+  }
+
+  async fsync(_ino: bigint, fh: bigint): Promise<void> {
+    const { node } = this.openFile(fh);
+    if (node.open?.dirty) this.commit(node, true);
+    else this.j.db.exec("PRAGMA wal_checkpoint(PASSIVE)");
+  }
+
+  async opendir(ino: bigint, _who?: Caller): Promise<bigint> {
+    const dir = this.dirNode(ino);
+    // A snapshot per open: offsets stay stable while the directory changes.
+    const kids = await this.children(dir);
+    const entries: DirEntry[] = [
+      { name: ".", cookie: 1n, attr: NodeTable.attr(dir) },
+      { name: "..", cookie: 2n, attr: NodeTable.attr(dir.parent ?? dir) },
+    ];
+    let cookie = 3n;
+    for (const c of kids.values()) entries.push({ name: c.name, cookie: cookie++, attr: NodeTable.attr(c) });
+    const fh = this.nextFh++;
+    this.dirHandles.set(fh, entries);
+    return fh;
+  }
+
+  async readdir(ino: bigint, fh: bigint, cookie: bigint, max: number, plus: boolean): Promise<DirEntry[]> {
+    const entries = this.dirHandles.get(fh) ?? [];
+    const out = entries.slice(Number(cookie), Number(cookie) + max);
+    if (plus) {
+      for (const e of out) {
+        if (e.name === "." || e.name === "..") continue;
+        const n = this.nodes.get(e.attr.ino);
+        if (n) {
+          n.lookups++;
+          e.attr = NodeTable.attr(n);
+        }
+      }
+    }
+    void ino;
+    return out;
+  }
+
+  async releasedir(_ino: bigint, fh: bigint): Promise<void> {
+    this.dirHandles.delete(fh);
+  }
+
+  async fsyncdir(): Promise<void> {
+    this.j.db.exec("PRAGMA wal_checkpoint(PASSIVE)");
+  }
+
+  async statfs(): Promise<StatFs> {
+    const s = fs.statfsSync(this.j.dir);
+    return { blocks: s.blocks, bfree: s.bfree, bavail: s.bavail, files: 1 << 30, ffree: 1 << 29, bsize: s.bsize, namelen: 255, frsize: s.bsize };
+  }
+
+  private tagName(name: string): string {
+    if (!name.startsWith("user.")) throw new VfsError(Errno.ENOTSUP, "only user.* extended attributes are supported");
+    const tag = name.slice(5);
+    if (tag === "") throw new VfsError(Errno.EINVAL, "empty attribute name");
+    return tag;
+  }
+
+  async getxattr(ino: bigint, name: string): Promise<Uint8Array> {
+    const n = this.node(ino);
+    if (!name.startsWith("user.")) throw new VfsError(Errno.ENODATA, "no such attribute");
+    const v = n.tags[name.slice(5)];
+    if (v === undefined) throw new VfsError(Errno.ENODATA, "no such attribute");
+    return Buffer.from(v, "utf8");
+  }
+
+  async listxattr(ino: bigint): Promise<string[]> {
+    return Object.keys(this.node(ino).tags).map((t) => `user.${t}`);
+  }
+
+  async setxattr(ino: bigint, name: string, value: Uint8Array, flags: number, _who?: Caller): Promise<void> {
+    this.writable();
+    const n = this.node(ino);
+    const tag = this.tagName(name);
+    const XATTR_CREATE = 1;
+    const XATTR_REPLACE = 2;
+    if (flags & XATTR_CREATE && tag in n.tags) throw new VfsError(Errno.EEXIST, "attribute exists");
+    if (flags & XATTR_REPLACE && !(tag in n.tags)) throw new VfsError(Errno.ENODATA, "no such attribute");
+    // Tags are JSON strings that SQL users read: values must be UTF-8 text.
+    const text = Buffer.from(value).toString("utf8");
+    if (!Buffer.from(text, "utf8").equals(Buffer.from(value))) throw new VfsError(Errno.EINVAL, "extended attribute values must be UTF-8 text");
+    n.tags = { ...n.tags, [tag]: text };
+    await this.changeAttr(ino, {}, []);
+  }
+
+  async removexattr(ino: bigint, name: string, _who?: Caller): Promise<void> {
+    this.writable();
+    const n = this.node(ino);
+    const tag = this.tagName(name);
+    if (!(tag in n.tags)) throw new VfsError(Errno.ENODATA, "no such attribute");
+    const { [tag]: _, ...rest } = n.tags;
+    n.tags = rest;
+    await this.changeAttr(ino, {}, [tag]);
+  }
+
+  async access(ino: bigint, _mask?: number, _who?: Caller): Promise<void> {
+    this.node(ino);
+  }
+
+  /** Records every open file's pending changes (unmount). */
+  commitAll() {
+    for (const { node } of this.handles.values()) this.commit(node, true);
+  }
+}
+
+const EMPTY_SHA = createHash("sha256").digest("hex");
+
+function sha256File(file: string): string {
+  const h = createHash("sha256");
+  const fd = fs.openSync(file, "r");
+  const buf = Buffer.allocUnsafe(1 << 20);
+  try {
+    for (;;) {
+      const n = fs.readSync(fd, buf, 0, buf.length, null);
+      if (n === 0) break;
+      h.update(buf.subarray(0, n));
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return h.digest("hex");
+}
