@@ -106,7 +106,7 @@ export class Context {
    * unreachable server: it reports what stays queued. */
   async deliver(opts: { progress?: boolean } = {}): Promise<{ result: FlushResult | null; offline: string | null }> {
     const j = this.journal;
-    if (j.stats().pending === 0) return { result: null, offline: null };
+    if (j.pendingCounts().pending === 0) return { result: null, offline: null };
     const sql = await this.online();
     if (!sql) return { result: null, offline: this.offlineReason };
     // Held versions get one more try per command: once their cause is fixed

@@ -6,6 +6,7 @@ import path from "node:path";
 import { PgfilesError } from "../errors.ts";
 import type { Meta } from "../meta.ts";
 import { BodyStore, type StagedBody } from "./bodies.ts";
+import { processAlive } from "../pid.ts";
 import { databaseIdentity, journalDir, openDatabase } from "./open.ts";
 
 export type Op = "put" | "delete" | "copy";
@@ -189,7 +190,7 @@ export class Journal {
   /** Versions Postgres has committed: drop them from pending, keep their bodies in
    * the data cache and their meta in the metadata cache. */
   markFlushed(rows: PendingRow[], stored: Map<string, { version: number; meta: string }>) {
-    const now = Date.now();
+    const now = this.tick();
     let bytes = 0;
     this.immediate(() => {
       const del = this.db.query("DELETE FROM pending WHERE id = $id");
@@ -271,12 +272,19 @@ export class Journal {
       | { body: Uint8Array | null; body_file: string | null; size: number }
       | null;
     if (r) {
-      this.db.query("UPDATE data_cache SET last_used = $now WHERE id = $id").run({ id, now: Date.now() });
+      this.db.query("UPDATE data_cache SET last_used = $now WHERE id = $id").run({ id, now: this.tick() });
       this.bump("cache_hits", 1);
       return { body: r.body, file: r.body_file, size: r.size };
     }
     this.bump("cache_misses", 1);
     return null;
+  }
+
+  /** A use stamp for LRU order: milliseconds, but strictly increasing, so two
+   * uses within one millisecond still order. */
+  private tick(): number {
+    const r = this.db.query("SELECT MAX(last_used) AS m FROM data_cache").get() as { m: number | null };
+    return Math.max(Date.now(), (r.m ?? 0) + 1);
   }
 
   /** Adds a body fetched from Postgres to the cache. */
@@ -286,16 +294,14 @@ export class Journal {
         `INSERT INTO data_cache (id, size, body, body_file, last_used) VALUES ($id, $size, $body, $file, $now)
          ON CONFLICT (id) DO NOTHING`,
       )
-      .run({ id, size: body.size, body: body.inline ?? null, file: body.file ?? null, now: Date.now() });
+      .run({ id, size: body.size, body: body.inline ?? null, file: body.file ?? null, now: this.tick() });
     this.evict();
   }
 
   /** Evicts least recently used clean bodies until clean + pending fit the cap.
    * Pending bodies are never evicted: they live in `pending`, not in the cache. */
   evict(): number {
-    const total = this.db
-      .query("SELECT (SELECT COALESCE(SUM(size), 0) FROM data_cache) + (SELECT COALESCE(SUM(size), 0) FROM pending) AS t")
-      .get() as { t: number };
+    const total = this.db.query("SELECT SUM(bytes) AS t FROM totals WHERE name IN ('data_cache', 'pending')").get() as { t: number };
     let over = total.t - this.maxBytes;
     if (over <= 0) return 0;
     const victims: { id: string; size: number; body_file: string | null }[] = [];
@@ -336,10 +342,13 @@ export class Journal {
   }
 
   stats(): CacheStats {
-    const c = this.db.query("SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS b FROM data_cache").get() as { n: number; b: number };
+    const c = this.db.query("SELECT count AS n, bytes AS b FROM totals WHERE name = 'data_cache'").get() as { n: number; b: number };
     const p = this.db
       .query(
-        "SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS b, MIN(created_at) AS oldest, SUM(held_reason IS NOT NULL) AS held FROM pending",
+        `SELECT t.count AS n, t.bytes AS b,
+                (SELECT created_at FROM pending ORDER BY seq LIMIT 1) AS oldest,
+                (SELECT COUNT(*) FROM pending WHERE held_reason IS NOT NULL) AS held
+           FROM totals t WHERE t.name = 'pending'`,
       )
       .get() as { n: number; b: number; oldest: number | null; held: number | null };
     const m = this.db.query("SELECT COUNT(*) AS n FROM meta_cache").get() as { n: number };
@@ -358,6 +367,14 @@ export class Journal {
       held: p.held ?? 0,
       oldestPendingMs: p.oldest === null ? null : Date.now() - p.oldest,
     };
+  }
+
+  /** Pending and held counts without scanning the cache (the flusher asks after every run). */
+  pendingCounts(): { pending: number; held: number } {
+    const r = this.db
+      .query("SELECT (SELECT count FROM totals WHERE name = 'pending') AS n, (SELECT COUNT(*) FROM pending WHERE held_reason IS NOT NULL) AS h")
+      .get() as { n: number; h: number };
+    return { pending: r.n, held: r.h };
   }
 
   counter(name: string): number {
@@ -443,14 +460,5 @@ export class Journal {
 
   private immediate(fn: () => void) {
     this.db.transaction(fn).immediate();
-  }
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
   }
 }

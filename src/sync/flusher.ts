@@ -47,6 +47,11 @@ export class Flusher {
     const j = this.o.journal;
     let versions = 0;
     let bytes = 0;
+    // Idle: nothing flushable, no lease write, no Postgres round trip.
+    const idle = j.pendingCounts();
+    if (idle.pending === idle.held) {
+      return { versions, bytes, remaining: idle.pending, held: idle.held };
+    }
     if (!j.acquireLease()) {
       this.state = "busy";
       return { versions, bytes, ...this.remaining() };
@@ -77,7 +82,7 @@ export class Flusher {
   }
 
   private remaining() {
-    const s = this.o.journal.stats();
+    const s = this.o.journal.pendingCounts();
     return { remaining: s.pending, held: s.held };
   }
 
