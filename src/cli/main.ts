@@ -8,6 +8,7 @@ import { registerBatch } from "./commands/batch.ts";
 import { registerCache } from "./commands/cache.ts";
 import { registerConfig } from "./commands/config.ts";
 import { registerInit } from "./commands/init.ts";
+import { registerMount } from "./commands/mount.ts";
 import { registerPurge } from "./commands/purge.ts";
 import { registerStatus } from "./commands/status.ts";
 import { registerVersion } from "./commands/version.ts";
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
     .exitOverride();
   for (const [flag, , help] of GLOBAL_FLAGS) program.option(flag, help);
   registerInit(program);
+  registerMount(program);
   registerWhere(program);
   registerStatus(program);
   registerVersion(program);

@@ -18,6 +18,9 @@ export interface OpenFile {
   handles: number;
   /** Changed since the last version was made. */
   dirty: boolean;
+  /** Created by this open and not yet written: a shell's `> file` closes a dup of
+   * the new descriptor before writing, and that close must not make an empty version. */
+  fresh: boolean;
 }
 
 export interface Node {

@@ -496,7 +496,7 @@ export class PgVfs implements Vfs {
     }
     const file = path.join(this.stagingDir, `${n.ino}`);
     await stage(this.j, this.sql(), n.id, n.size, file, truncate);
-    n.open = { path: file, fd: fs.openSync(file, "r+"), handles: 0, dirty: truncate && n.size > 0 };
+    n.open = { path: file, fd: fs.openSync(file, "r+"), handles: 0, dirty: truncate && n.size > 0, fresh: false };
     if (truncate) n.size = 0;
   }
 
@@ -529,6 +529,7 @@ export class PgVfs implements Vfs {
     const n = this.attach(dir, name, "file", who, mode);
     await this.openState(n, true);
     n.open!.dirty = true; // a new file is a change even if nothing is written
+    n.open!.fresh = true;
     return { attr: NodeTable.attr(n), opened: this.handle(n, true) };
   }
 
@@ -558,6 +559,7 @@ export class PgVfs implements Vfs {
     }
     const node = h.node;
     node.open!.dirty = true;
+    node.open!.fresh = false;
     node.size = Math.max(node.size, offset + n);
     node.mtimeNs = BigInt(Date.now()) * 1_000_000n;
     node.ctimeNs = node.mtimeNs;
@@ -566,6 +568,8 @@ export class PgVfs implements Vfs {
 
   async flush(_ino: bigint, fh: bigint, _who?: Caller): Promise<void> {
     const { node } = this.openFile(fh);
+    // A new, still empty file becomes a version at its last close (release).
+    if (node.open!.fresh) return;
     this.commit(node, false);
   }
 

@@ -30,9 +30,10 @@ export function cleanEnv(extra: CliEnv = {}): CliEnv {
   return { ...env, HOME: home, PGFILES_CACHE_DIR: path.join(home, "cache"), ...extra };
 }
 
-export async function run(args: string[], env: CliEnv, stdin?: string | Uint8Array): Promise<CliResult> {
+export async function run(args: string[], env: CliEnv, stdin?: string | Uint8Array, cwd?: string): Promise<CliResult> {
   const p = Bun.spawn({
     cmd: [...cliCommand(), ...args],
+    cwd,
     env: env as Record<string, string>,
     stdin: stdin === undefined ? "ignore" : new Blob([stdin]),
     stdout: "pipe",
@@ -43,8 +44,8 @@ export async function run(args: string[], env: CliEnv, stdin?: string | Uint8Arr
 }
 
 /** Like run, but fails the test with the output when the exit code is not `want`. */
-export async function ok(args: string[], env: CliEnv, stdin?: string | Uint8Array, want = 0): Promise<CliResult> {
-  const r = await run(args, env, stdin);
+export async function ok(args: string[], env: CliEnv, stdin?: string | Uint8Array, want = 0, cwd?: string): Promise<CliResult> {
+  const r = await run(args, env, stdin, cwd);
   if (r.code !== want) {
     throw new Error(`pgfiles ${args.join(" ")} exited ${r.code}, expected ${want}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
   }

@@ -1,0 +1,161 @@
+import type { Command } from "commander";
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import { request } from "../../daemon/control.ts";
+import { runDaemon, type UnmountResult } from "../../daemon/daemon.ts";
+import { alive, readRecord, removeRecord } from "../../daemon/registry.ts";
+import { PgfilesError } from "../../errors.ts";
+import { canonicalMountpoint, mountState, unmount as fuseUnmount } from "../../fuse/mount.ts";
+import { Context } from "../context.ts";
+import { out, warn } from "../run.ts";
+
+/** The command that runs this very program (compiled binary, or bun + script). */
+function selfCommand(): string[] {
+  const main = Bun.main;
+  return main.startsWith("/$bunfs") || main.startsWith("B:/~BUN") ? [process.execPath] : [process.execPath, main];
+}
+
+function checkDir(p: string): string {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(p);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOTCONN") return path.resolve(p); // a stale mount: mount() reclaims it
+    throw new PgfilesError(`Cannot mount on ${p}: no such directory.`, { errno: "ENOENT" });
+  }
+  if (!st.isDirectory()) throw new PgfilesError(`Cannot mount on ${p}: it is not a directory.`, { errno: "ENOTDIR" });
+  return canonicalMountpoint(p);
+}
+
+/** The shell's cwd names the directory underneath a fresh mount until it re-enters it. */
+function cwdHint(mountpoint: string): string | null {
+  const cwd = process.env.PWD && path.isAbsolute(process.env.PWD) ? process.env.PWD : process.cwd();
+  const rel = path.relative(mountpoint, cwd);
+  if (rel.startsWith("..") || path.isAbsolute(rel)) return null;
+  return `Your shell is still in the directory underneath the mount: run \`cd .\` to enter the mount${rel ? ` (or \`cd ${JSON.stringify(cwd)}\`)` : ""}.`;
+}
+
+export function registerMount(program: Command) {
+  program
+    .command("mount")
+    .argument("<dsn-or-path>", "[dsn] <path>: the connection string (else PGFILES_DSN), then the directory (may be .)")
+    .argument("[path]")
+    .description("mount the prefix on a directory; returns once the mount is live (a daemon keeps serving)")
+    .option("-f, --foreground", "stay attached: serve in this process until unmounted")
+    .option("--backend <backend>", "fuse (Linux) or nfs (macOS)", process.platform === "darwin" ? "nfs" : "fuse")
+    .action(async (first: string, second: string | undefined, opts: { foreground?: boolean; backend: string }) => {
+      const [dsnArg, target] = second === undefined ? [undefined, first] : [first, second];
+      if (opts.backend !== "fuse") throw new PgfilesError(`The ${opts.backend} backend is not available in this build; use --backend fuse.`, { exitCode: 2 });
+      const ctx = new Context(program, dsnArg ? { dsn: dsnArg } : {});
+      const mountpoint = checkDir(target);
+      const state = await mountState(mountpoint);
+      const rec = readRecord(mountpoint);
+      // The kernel is the judge: a stale mount (its daemon died) is reclaimed by mount().
+      const busy = state === "alive" || (state === "none" && rec?.state === "starting" && alive(rec.pid) && rec.pid !== process.pid);
+      if (busy) {
+        throw new PgfilesError(`${mountpoint} is already mounted${rec ? ` (pgfiles pid ${rec.pid}, prefix ${JSON.stringify(rec.prefix)})` : ""}; unmount it first.`);
+      }
+      if (opts.foreground) {
+        const r = await runDaemon({ config: ctx.config, dsn: ctx.dsn, mountpoint, log: ctx.log });
+        report(mountpoint, r);
+        return;
+      }
+      const dsn = ctx.dsn;
+      removeRecord(mountpoint);
+      const logFile = path.join(ctx.config.cacheDir, "daemon.log");
+      fs.mkdirSync(ctx.config.cacheDir, { recursive: true });
+      const logFd = fs.openSync(logFile, "a");
+      const args = [...selfCommand(), "mount", "--foreground", mountpoint];
+      const child = spawn(args[0], args.slice(1), {
+        detached: true,
+        stdio: ["ignore", logFd, logFd],
+        env: { ...process.env, PGFILES_DSN: dsn, ...flagsAsEnv(ctx) },
+      });
+      child.unref();
+      fs.closeSync(logFd);
+      let exited: number | null = null;
+      child.on("exit", (code) => (exited = code ?? 1));
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        const r = readRecord(mountpoint);
+        if (r?.state === "ready" && r.pid === child.pid) {
+          out(`Mounted ${JSON.stringify(ctx.config.prefix)} at ${mountpoint} (pid ${r.pid}).`);
+          for (const w of r.warnings ?? []) warn(w);
+          const hint = cwdHint(mountpoint);
+          if (hint) warn(hint);
+          return;
+        }
+        if (r?.state === "failed") throw new PgfilesError(r.error ?? "The mount failed.");
+        if (exited !== null) {
+          const tail = fs.readFileSync(logFile, "utf8").trim().split("\n").slice(-3).join("\n");
+          throw new PgfilesError(`The mount daemon exited (code ${exited}) before the mount was live.${tail ? `\n${tail}` : ""}`);
+        }
+        if (Date.now() > deadline) throw new PgfilesError(`The mount did not become live within 30 s; see ${logFile}.`);
+        await Bun.sleep(25);
+      }
+    });
+
+  program
+    .command("unmount <path>")
+    .description("flush the journal to Postgres (showing progress), unmount, and stop the daemon")
+    .option("--wait", "if Postgres is away, wait until everything is flushed instead of leaving it queued")
+    .action(async (target: string, opts: { wait?: boolean }) => {
+      const mountpoint = canonicalMountpointOf(target);
+      const rec = readRecord(mountpoint);
+      if (!rec || !alive(rec.pid)) {
+        const state = await mountState(mountpoint);
+        if (state === "none") {
+          removeRecord(mountpoint);
+          throw new PgfilesError(`${mountpoint} is not a pgfiles mount.`, { errno: "EINVAL" });
+        }
+        await fuseUnmount(mountpoint);
+        removeRecord(mountpoint);
+        out(`Cleaned up a stale mount at ${mountpoint} (its daemon was gone); pending versions stay in the journal for the next mount or command.`);
+        return;
+      }
+      let last = 0;
+      const r = (await request(rec.socket, { cmd: "unmount", wait: Boolean(opts.wait) }, (p) => {
+        const prog = p as { versions?: number; bytes?: number; waiting?: string };
+        if (Date.now() - last < 500) return;
+        last = Date.now();
+        if (prog.waiting) process.stderr.write(`waiting for PostgreSQL: ${prog.waiting}\n`);
+        else process.stderr.write(`flushing: ${prog.versions} versions, ${((prog.bytes ?? 0) / 1048576).toFixed(1)} MiB\n`);
+      })) as UnmountResult;
+      for (let i = 0; i < 100 && alive(rec.pid); i++) await Bun.sleep(50);
+      report(mountpoint, r);
+    });
+}
+
+function canonicalMountpointOf(p: string): string {
+  try {
+    return canonicalMountpoint(p);
+  } catch {
+    return path.resolve(p);
+  }
+}
+
+function report(mountpoint: string, r: UnmountResult) {
+  if (r.pending > 0) {
+    out(`Unmounted ${mountpoint}. ${r.offline ?? "PostgreSQL is unreachable."} ${r.pending} version${r.pending === 1 ? "" : "s"} stay queued in the local journal; the next mount or pgfiles command with this prefix delivers them.`);
+  } else {
+    out(`Unmounted ${mountpoint}; everything is in PostgreSQL${r.flushed ? ` (${r.flushed} versions flushed)` : ""}.`);
+  }
+}
+
+/** The daemon gets the same settings the mount command resolved, flags included. */
+function flagsAsEnv(ctx: Context): Record<string, string> {
+  const c = ctx.config;
+  return {
+    PGFILES_PREFIX: c.prefix,
+    PGFILES_POOL_SIZE: String(c.poolSize),
+    PGFILES_READ_ONLY: String(c.readOnly),
+    PGFILES_CACHE_DIR: c.cacheDir,
+    PGFILES_CACHE_MAX_SIZE: String(c.cacheMaxSize),
+    PGFILES_CACHE_METADATA_TTL: `${c.metadataTtlMs}ms`,
+    PGFILES_LOG_LEVEL: c.logLevel,
+    PGFILES_PREPARED_STATEMENTS: String(c.preparedStatements),
+    PGFILES_STRICT: String(c.strict),
+    ...(c.logFile ? { PGFILES_LOG_FILE: c.logFile } : {}),
+  };
+}

@@ -1,0 +1,174 @@
+// One mount's lifetime: journal, pool, vfs, kernel session, flusher, control
+// socket, signals, and a bounded clean shutdown that never loses data.
+import type { Config } from "../config/index.ts";
+import { OfflineError } from "../errors.ts";
+import { mount as fuseMount, unmount as fuseUnmount, type Mounted } from "../fuse/mount.ts";
+import { startSession } from "../fuse/session.ts";
+import { Journal } from "../journal/journal.ts";
+import type { Logger } from "../log.ts";
+import { connect, describe, dsnHost, type Sql } from "../store/connect.ts";
+import { checkSchema } from "../store/store.ts";
+import { Flusher } from "../sync/flusher.ts";
+import { PgVfs } from "../vfs/vfs.ts";
+import { serve, type Request } from "./control.ts";
+import { type MountRecord, removeRecord, socketPath, writeRecord } from "./registry.ts";
+
+export interface DaemonOptions {
+  config: Config;
+  dsn: string;
+  mountpoint: string;
+  log: Logger;
+  /** How long shutdown may spend flushing before it leaves the rest queued. */
+  drainTimeoutMs?: number;
+}
+
+export interface UnmountResult {
+  flushed: number;
+  pending: number;
+  offline: string | null;
+}
+
+/** Runs until unmounted (by `pgfiles unmount`, a signal, or umount). */
+export async function runDaemon(o: DaemonOptions): Promise<UnmountResult> {
+  const { config, log } = o;
+  const journal = new Journal({ cacheDir: config.cacheDir, dsn: o.dsn, prefix: config.prefix, cacheMaxSize: config.cacheMaxSize });
+  journal.collectGarbage();
+  journal.releaseHeld();
+  const sql: Sql = connect({ dsn: o.dsn, poolSize: config.poolSize, preparedStatements: config.preparedStatements, connectTimeout: 5 });
+  const record: MountRecord = {
+    pid: process.pid, mountpoint: o.mountpoint, socket: socketPath(o.mountpoint), prefix: config.prefix, journal: journal.dir,
+    backend: "fuse", startedAt: Date.now(), state: "starting", warnings: [],
+  };
+  writeRecord(record);
+
+  // Postgres away at mount time is not an error: serve from the journal and cache.
+  let online = true;
+  try {
+    await checkSchema(sql);
+  } catch (e) {
+    const err = describe(e, dsnHost(o.dsn));
+    if (!(err instanceof OfflineError)) {
+      record.state = "failed";
+      record.error = err.message;
+      writeRecord(record);
+      await sql.end({ timeout: 2 });
+      journal.close();
+      throw err;
+    }
+    online = false;
+    record.warnings!.push(`${err.message} Mounting from the local journal and cache; changes flush when it is back.`);
+  }
+
+  const flusher = new Flusher({ journal, sql, dsn: o.dsn, log });
+  const vfs = new PgVfs({
+    journal,
+    sql: () => (flusher.state === "offline" || !online ? null : sql),
+    prefix: config.prefix,
+    readOnly: config.readOnly,
+    metadataTtlMs: config.metadataTtlMs,
+    onRecord: () => background.poke(),
+  });
+
+  let mounted: Mounted;
+  try {
+    mounted = await fuseMount(o.mountpoint, { readOnly: config.readOnly });
+  } catch (e) {
+    record.state = "failed";
+    record.error = (e as Error).message;
+    writeRecord(record);
+    await sql.end({ timeout: 2 });
+    journal.close();
+    throw e;
+  }
+  if (mounted.nonEmpty) record.warnings!.push(`${o.mountpoint} was not empty: its files are hidden while pgfiles is mounted there.`);
+  if (mounted.reclaimed) record.warnings!.push(`A stale pgfiles mount at ${o.mountpoint} was cleaned up first.`);
+
+  // While Postgres is (or was last seen) away, probe it every few seconds so
+  // reads go back to it as soon as it returns, even with nothing to flush.
+  const probe = setInterval(async () => {
+    if (online && flusher.state !== "offline") return;
+    try {
+      await checkSchema(sql);
+      online = true;
+      if (flusher.state === "offline") flusher.state = "online";
+    } catch {
+      online = false;
+    }
+  }, 3000);
+
+  const ttl = Math.min(config.metadataTtlMs, 1000);
+  const session = startSession({ fd: mounted.fd, vfs, readers: 2, entryTtlMs: ttl, attrTtlMs: ttl, log });
+  const background = flusher.run();
+
+  let shuttingDown: Promise<UnmountResult> | null = null;
+  let finished!: (r: UnmountResult) => void;
+  const done = new Promise<UnmountResult>((resolve) => (finished = resolve));
+  const shutdown = (progress?: (p: unknown) => void, wait = false): Promise<UnmountResult> => {
+    shuttingDown ??= (async () => {
+      log.info("unmounting");
+      clearInterval(probe);
+      await background.stop();
+      vfs.commitAll();
+      // Unmount first: after this no new writes can arrive.
+      await fuseUnmount(mounted.mountpoint).catch((e) => log.warn({ err: (e as Error).message }, "unmount failed"));
+      await session.stop().catch(() => {});
+      const deadline = Date.now() + (wait ? Number.MAX_SAFE_INTEGER : (o.drainTimeoutMs ?? 30_000));
+      let flushed = 0;
+      let offline: string | null = null;
+      const f = new Flusher({ journal, sql, dsn: o.dsn, log, onProgress: (v, b) => progress?.({ versions: flushed + v, bytes: b }) });
+      for (;;) {
+        try {
+          const r = await f.flushAll();
+          flushed += r.versions;
+          offline = null;
+          break;
+        } catch (e) {
+          offline = (e as Error).message;
+          if (Date.now() > deadline) break;
+          progress?.({ waiting: offline });
+          await Bun.sleep(1000);
+        }
+      }
+      const pending = journal.stats().pending;
+      record.state = "stopped";
+      removeRecord(o.mountpoint);
+      control.close();
+      await sql.end({ timeout: 5 });
+      journal.close();
+      return { flushed, pending, offline };
+    })();
+    void shuttingDown.then(finished);
+    return shuttingDown;
+  };
+
+  const control = serve(record.socket, async (req: Request, progress) => {
+    switch (req.cmd) {
+      case "status": {
+        const s = journal.stats();
+        return {
+          mount: o.mountpoint, prefix: config.prefix, pid: process.pid, backend: "fuse",
+          postgres: { server: dsnHost(o.dsn), online: flusher.state !== "offline" && (online || flusher.state === "online"), reason: flusher.lastError },
+          pending: { versions: s.pending, bytes: s.pendingBytes, oldestAgeMs: s.oldestPendingMs, held: journal.heldRows().map((r) => ({ key: r.key, reason: r.held_reason })) },
+          cache: { bytes: s.bytes, entries: s.entries, maxBytes: s.maxBytes, hitRate: s.hitRate },
+          flushed: { versions: journal.counter("flushed_versions"), bytes: journal.counter("flushed_bytes") },
+          journal: journal.dir,
+        };
+      }
+      case "cache-stats":
+        return journal.stats();
+      case "cache-clear":
+        return journal.clearCache();
+      case "unmount":
+        return await shutdown(progress, req.wait);
+    }
+  });
+
+  for (const sig of ["SIGTERM", "SIGINT"] as const) process.on(sig, () => void shutdown());
+  record.state = "ready";
+  writeRecord(record);
+  for (const w of record.warnings!) log.warn(w);
+
+  // Someone ran umount(8) directly: the session ends; shut down the rest.
+  void session.done.then(() => shutdown());
+  return await done;
+}
