@@ -30,10 +30,10 @@ async function main() {
   const env = cleanEnv({ PGFILES_DSN: dsn, PGFILES_PREFIX: prefix, PGFILES_CACHE_DIR: path.join(work, "cache") });
   console.log(`database: ${dsn.replace(/:[^:@/]*@/, ":****@")}\nprefix:   ${prefix}\n`);
 
-  const step = async (label: string, args: string[], stdin?: string) => {
+  const step = async (label: string, args: string[], stdin?: string, cwd?: string) => {
     console.log(bold(`$ ${label}`));
     if (stdin) console.log(stdin.trimEnd().replace(/^/gm, "  > "));
-    const r = await run(args, env, stdin);
+    const r = await run(args, cwd ? { ...env, PWD: cwd } : env, stdin, cwd);
     process.stdout.write(r.stdout);
     if (r.stderr) process.stdout.write(r.stderr);
     console.log();
@@ -41,16 +41,37 @@ async function main() {
   };
 
   await step("pgfiles init", ["init"]);
+
+  const mnt = path.join(work, "demo");
+  fs.mkdirSync(mnt);
+  const canMount = fs.existsSync("/dev/fuse") && process.platform === "linux";
+  if (canMount) {
+    await step(`pgfiles mount ${mnt}`, ["mount", mnt]);
+    const shell = (label: string, script: string) => {
+      console.log(bold(`$ ${label}`));
+      const p = Bun.spawnSync({ cmd: ["bash", "-c", script], cwd: mnt, stdout: "pipe", stderr: "pipe" });
+      process.stdout.write(p.stdout.toString() + p.stderr.toString());
+      console.log();
+      if (p.exitCode !== 0) throw new Error(`${label} failed`);
+    };
+    shell(
+      `mkdir output && echo '{"status":"done"}' > output/result.json && cat output/result.json`,
+      `mkdir output && echo '{"status":"done"}' > output/result.json && cat output/result.json`,
+    );
+    shell(`echo '# Notes' > notes.md && echo 'second line' >> notes.md && mv notes.md README.md && ls -la`, `echo '# Notes' > notes.md && echo 'second line' >> notes.md && mv notes.md README.md && ls -la`);
+    await step("pgfiles status       # from inside the mount: the daemon answers", ["status"], undefined, mnt);
+    await step(`pgfiles unmount ${mnt}       # flush, unmount; the files live on in Postgres`, ["unmount", mnt]);
+    await step("pgfiles version README.md", ["version", "README.md"]);
+  } else {
+    console.log("(no /dev/fuse here: showing the same with `pgfiles batch` instead of a mount)\n");
+  }
   await step(
     "pgfiles batch        # atomic: every line or none",
     ["batch"],
-    `mkdir output\nput output/result.json "{\\"status\\":\\"running\\"}"\nput notes.md "# Notes\\nfirst draft\\n"\n`,
+    `put output/result.json "{\\"status\\":\\"reviewed\\"}"\ntag output/result.json reviewed=yes\n`,
   );
-  await step("pgfiles batch", ["batch"], `put output/result.json "{\\"status\\":\\"done\\"}"\ntag output/result.json reviewed=yes\n`);
   await step("pgfiles version output/result.json", ["version", "output/result.json"]);
   await step("pgfiles restore output/result.json 1", ["restore", "output/result.json", "1"]);
-  await step("pgfiles batch", ["batch"], "delete notes.md\n");
-  await step("pgfiles version notes.md", ["version", "notes.md"]);
   await step("pgfiles status", ["status"]);
 
   const sql = `SELECT key, meta->>'version' AS version, meta->>'deleted' AS deleted, meta->'tags' AS tags, convert_from(data, 'UTF8') AS body
