@@ -50,6 +50,7 @@ export interface DirEntry {
 }
 
 export interface SetAttr {
+  /** Permission bits only (no file type bits). */
   mode?: number;
   uid?: number;
   gid?: number;
@@ -98,7 +99,8 @@ export interface Vfs {
   open(ino: bigint, flags: number, who: Caller): Promise<Opened>;
   create(parent: bigint, name: string, mode: number, flags: number, who: Caller): Promise<{ attr: Attr; opened: Opened }>;
   read(ino: bigint, fh: bigint, offset: number, size: number): Promise<Uint8Array>;
-  /** Returns the number of bytes written. */
+  /** Returns the number of bytes written. `data` is a view of the request buffer:
+   * copy whatever must outlive the call. */
   write(ino: bigint, fh: bigint, offset: number, data: Uint8Array, who: Caller): Promise<number>;
   /** close(2) of one descriptor: a changed file becomes a version here. */
   flush(ino: bigint, fh: bigint, who: Caller): Promise<void>;
@@ -106,7 +108,9 @@ export interface Vfs {
   release(ino: bigint, fh: bigint): Promise<void>;
   fsync(ino: bigint, fh: bigint, dataOnly: boolean): Promise<void>;
   opendir(ino: bigint, who: Caller): Promise<bigint>;
-  /** Entries after `cookie` (0n = from the start), at most `max`. "." and ".." included. */
+  /** Entries after `cookie` (0n = from the start), at most `max`. "." and ".." included.
+   * With plus=true every returned entry except "." and ".." counts one kernel lookup
+   * (the session forgets the ones it could not pack into the reply). */
   readdir(ino: bigint, fh: bigint, cookie: bigint, max: number, plus: boolean): Promise<DirEntry[]>;
   releasedir(ino: bigint, fh: bigint): Promise<void>;
   fsyncdir(ino: bigint, fh: bigint): Promise<void>;
