@@ -7,6 +7,7 @@
 //   read one row instead of scanning old versions; listings skip-scan its key index.
 // - the BEFORE INSERT trigger assigns meta.version under the head row's lock, so two
 //   writers on two machines serialise per key and can never both create version N.
+//   The flusher does the same set-based under the same locks (store/apply.ts).
 //   It also skips a row whose id already exists, so a retried flush batch inserts
 //   nothing twice even though the trigger runs before ON CONFLICT is checked.
 // - pgfiles_key_version: unique (key, version) in C collation — the hard guarantee,
@@ -126,8 +127,14 @@ $fn$;
 DO $do$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'pgfiles_before_insert' AND tgrelid = 'pgfiles'::regclass) THEN
+        -- The flusher assigns versions itself, set-based, under the same head
+        -- locks, and says so with a transaction-local setting: the trigger then
+        -- does not run at all (a plpgsql trigger that sets NEW.meta copies the
+        -- whole row, 1 GB bodies included). Every other insert goes through it.
         CREATE TRIGGER pgfiles_before_insert BEFORE INSERT ON pgfiles
-            FOR EACH ROW EXECUTE FUNCTION pgfiles_before_insert();
+            FOR EACH ROW
+            WHEN (current_setting('pgfiles.versions_assigned', true) IS DISTINCT FROM 'on')
+            EXECUTE FUNCTION pgfiles_before_insert();
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'pgfiles_after_delete' AND tgrelid = 'pgfiles'::regclass) THEN
         CREATE TRIGGER pgfiles_after_delete AFTER DELETE ON pgfiles
