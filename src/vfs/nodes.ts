@@ -116,9 +116,11 @@ export class NodeTable {
   static attr(node: Node): Attr {
     const type = node.kind === "dir" ? S_IFDIR : node.kind === "symlink" ? S_IFLNK : S_IFREG;
     let nlink = 1;
-    if (node.kind === "dir") {
+    // A directory: 2 + its subdirectories. One not listed yet says 1, the usual "not counted"
+    // (as btrfs and others do), never a wrong "no subdirectories"; lookup and getattr list it first.
+    if (node.kind === "dir" && node.children) {
       nlink = 2;
-      if (node.children) for (const c of node.children.values()) if (c.kind === "dir") nlink++;
+      for (const c of node.children.values()) if (c.kind === "dir") nlink++;
     }
     const size = node.kind === "symlink" ? Buffer.byteLength(node.target ?? "") : node.kind === "dir" ? 4096 : node.size;
     return {

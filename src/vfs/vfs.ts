@@ -239,6 +239,7 @@ export class PgVfs implements Vfs {
     const n = await this.child(dir, name);
     if (!n) throw new VfsError(Errno.ENOENT, "no such file or directory");
     n.lookups++;
+    await this.countSubdirs(n);
     return NodeTable.attr(n);
   }
 
@@ -252,17 +253,32 @@ export class PgVfs implements Vfs {
   async getattr(ino: bigint, _who?: Caller): Promise<Attr> {
     const n = this.node(ino);
     if (n.open) n.size = fs.fstatSync(n.open.fd).size;
+    await this.countSubdirs(n);
     return NodeTable.attr(n);
   }
 
-  async setattr(ino: bigint, set: SetAttr, _who?: Caller): Promise<Attr> {
-    return this.changeAttr(ino, set, []);
+  /** A directory's st_nlink is 2 + its subdirectories: list it once so the count is known. */
+  private async countSubdirs(n: Node) {
+    if (n.kind === "dir" && !n.children) await this.children(n);
   }
 
-  private async changeAttr(ino: bigint, set: SetAttr, removedTags: string[]): Promise<Attr> {
+  async setattr(ino: bigint, set: SetAttr, _who?: Caller): Promise<Attr> {
+    return this.changeAttr(ino, set, [], false);
+  }
+
+  /** `tagsChanged`: the caller changed n.tags (xattrs), which is a stored change by itself. */
+  private async changeAttr(ino: bigint, set: SetAttr, removedTags: string[], tagsChanged: boolean): Promise<Attr> {
     this.writable();
     const n = this.node(ino);
     const now = BigInt(Date.now()) * 1_000_000n;
+    const stored = tagsChanged || set.mode !== undefined || set.uid !== undefined || set.gid !== undefined || set.size !== undefined || set.mtimeNs !== undefined;
+    if (!stored) {
+      // atime (touch -a) is not part of meta, and a SETATTR that changes nothing (chown -1 -1) changes nothing:
+      // neither is a new version.
+      if (set.atimeNs !== undefined) n.atimeNs = set.atimeNs === "now" ? now : set.atimeNs;
+      n.ctimeNs = now;
+      return NodeTable.attr(n);
+    }
     if (set.size !== undefined) {
       if (n.kind === "dir") throw new VfsError(Errno.EISDIR, "is a directory");
       if (set.size > MAX_FILE_SIZE) throw new VfsError(Errno.EFBIG, "file too large");
@@ -465,25 +481,32 @@ export class PgVfs implements Vfs {
     walk(n);
   }
 
+  /** RENAME_EXCHANGE: each side takes the other's name (a directory with every key below it), atomically. */
   private async exchange(a: Node, b: Node) {
-    const versions: NewVersion[] = [];
-    const aKey = this.key(a);
-    const bKey = this.key(b);
-    if (a.kind === "dir" || b.kind === "dir") throw new VfsError(Errno.EINVAL, "exchanging directories is not supported");
-    for (const x of [a, b]) if (x.open?.dirty) this.commit(x, false);
-    const copy = (x: Node, key: string): NewVersion =>
-      x.id === null
-        ? { id: crypto.randomUUID(), key, op: "put", meta: this.meta(x), body: { inline: new Uint8Array(0), size: 0, etag: EMPTY_SHA } }
-        : { id: crypto.randomUUID(), key, op: "copy", meta: this.meta(x), src: { id: x.id } };
-    versions.push(copy(a, bKey), copy(b, aKey));
+    if (a === b) return;
+    const slot = (x: Node) => this.key(x.parent!) + x.name;
+    const moves: NewVersion[] = [];
+    await this.moveVersions(a, slot(b) + (a.kind === "dir" ? "/" : ""), moves);
+    await this.moveVersions(b, slot(a) + (b.kind === "dir" ? "/" : ""), moves);
+    // A key one side leaves and the other side takes is overwritten, not deleted.
+    const taken = new Set(moves.filter((v) => v.op !== "delete").map((v) => v.key));
+    const versions = [...moves.filter((v) => v.op !== "delete"), ...moves.filter((v) => v.op === "delete" && !taken.has(v.key))];
+    // One journal transaction: the exchange reaches Postgres atomically.
     this.record(versions);
     const [ap, an] = [a.parent!, a.name];
     const [bp, bn] = [b.parent!, b.name];
     ap.children!.set(an, b);
     bp.children!.set(bn, a);
     [a.parent, a.name, b.parent, b.name] = [bp, bn, ap, an];
-    a.id = versions[0].id;
-    b.id = versions[1].id;
+    const now = BigInt(Date.now()) * 1_000_000n;
+    for (const d of [ap, bp]) {
+      d.mtimeNs = now;
+      d.ctimeNs = now;
+    }
+    a.ctimeNs = now;
+    b.ctimeNs = now;
+    this.refreshIds(a, versions);
+    this.refreshIds(b, versions);
   }
 
   private async openState(n: Node, truncate: boolean) {
@@ -668,7 +691,7 @@ export class PgVfs implements Vfs {
     const text = Buffer.from(value).toString("utf8");
     if (!Buffer.from(text, "utf8").equals(Buffer.from(value))) throw new VfsError(Errno.EINVAL, "extended attribute values must be UTF-8 text");
     n.tags = { ...n.tags, [tag]: text };
-    await this.changeAttr(ino, {}, []);
+    await this.changeAttr(ino, {}, [], true);
   }
 
   async removexattr(ino: bigint, name: string, _who?: Caller): Promise<void> {
@@ -678,7 +701,7 @@ export class PgVfs implements Vfs {
     if (!(tag in n.tags)) throw new VfsError(Errno.ENODATA, "no such attribute");
     const { [tag]: _, ...rest } = n.tags;
     n.tags = rest;
-    await this.changeAttr(ino, {}, [tag]);
+    await this.changeAttr(ino, {}, [tag], true);
   }
 
   async access(ino: bigint, _mask?: number, _who?: Caller): Promise<void> {
