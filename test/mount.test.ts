@@ -8,7 +8,7 @@ import path from "node:path";
 import { cleanEnv, ok, run, type CliEnv } from "./harness/cli.ts";
 import { startCluster, type Cluster } from "./harness/postgres.ts";
 
-const haveFuse = fs.existsSync("/dev/fuse");
+import { canMount as haveFuse } from "./harness/fuse.ts";
 let pg: Cluster;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "pgfiles-mount-"));
 const mounted = new Set<string>();

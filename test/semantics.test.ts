@@ -11,7 +11,7 @@ import { nsFromStamp } from "../src/meta.ts";
 import { cleanEnv, ok, type CliEnv } from "./harness/cli.ts";
 import { startCluster, type Cluster } from "./harness/postgres.ts";
 
-const haveFuse = fs.existsSync("/dev/fuse");
+import { canMount as haveFuse } from "./harness/fuse.ts";
 const isRoot = process.getuid?.() === 0;
 // The system python (a pyenv shim under /root is not reachable for `nobody`).
 const PY = fs.existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
