@@ -21,6 +21,10 @@ export interface OpenFile {
   /** Created by this open and not yet written: a shell's `> file` closes a dup of
    * the new descriptor before writing, and that close must not make an empty version. */
   fresh: boolean;
+  /** `path` is the journal's or the cache's own body file, opened read-only:
+   * read-only opens share it instead of copying it; the first writer copies it
+   * to a private staging file. */
+  shared: boolean;
 }
 
 export interface Node {

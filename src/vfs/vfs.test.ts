@@ -234,4 +234,23 @@ describe("vfs", () => {
     expect(await errno(vfs.create(1n, "a/b", 0o644, O_WRONLY, who))).toBe(Errno.EINVAL);
     expect(q(`SELECT count(*) FROM pgfiles WHERE key NOT LIKE 'v%'`)).toBe("0");
   });
+
+  test("readers share the cached body without copying it; the first writer gets a private copy everyone then sees", async () => {
+    const { vfs, flush, journal } = mount("v11/");
+    const bytes = Buffer.alloc(512 * 1024, 7);
+    const ino = await writeFile(vfs, 1n, "big.bin", bytes);
+    await flush();
+    const staging = path.join(journal.dir, "staging", String(process.pid));
+    const r = await vfs.open(ino, O_RDONLY, who);
+    expect(fs.readdirSync(staging)).toEqual([]); // no copy for a reader
+    const w = await vfs.open(ino, O_RDWR, who);
+    expect(fs.readdirSync(staging).length).toBe(1);
+    await vfs.write(ino, w.fh, 0, Buffer.from("new"), who);
+    expect(Buffer.from(await vfs.read(ino, r.fh, 0, 4)).toString()).toBe("new\x07");
+    await vfs.release(ino, w.fh);
+    await vfs.release(ino, r.fh);
+    await flush();
+    expect(fs.readdirSync(staging)).toEqual([]);
+    expect(q(`SELECT string_agg(encode(substring(data FROM 1 FOR 3), 'hex'), ',' ORDER BY (meta->>'version')::int) FROM pgfiles WHERE key = 'v11/big.bin'`)).toBe("070707,6e6577");
+  });
 });

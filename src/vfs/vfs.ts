@@ -291,7 +291,7 @@ export class PgVfs implements Vfs {
     n.ctimeNs = now;
     if (set.size !== undefined) {
       const temporary = !n.open;
-      if (temporary) await this.openState(n, false);
+      await this.openState(n, false, true);
       fs.ftruncateSync(n.open!.fd, set.size);
       n.size = set.size;
       if (set.mtimeNs === undefined) n.mtimeNs = now;
@@ -509,24 +509,44 @@ export class PgVfs implements Vfs {
     this.refreshIds(b, versions);
   }
 
-  private async openState(n: Node, truncate: boolean) {
+  /** The inode's open state. Readers share the local body file; a writer (or a
+   * truncate) gets a private staging copy that every descriptor then uses. */
+  private async openState(n: Node, truncate: boolean, forWrite = truncate) {
     if (n.open) {
+      if (forWrite && n.open.shared) this.privatize(n);
       if (truncate) {
         fs.ftruncateSync(n.open.fd, 0);
         n.open.dirty = true;
       }
       return;
     }
+    if (!forWrite && n.id !== null) {
+      const body = await localBody(this.j, this.sql(), n.id, n.size);
+      if ("file" in body) {
+        n.open = { path: body.file, fd: fs.openSync(body.file, "r"), handles: 0, dirty: false, fresh: false, shared: true };
+        return;
+      }
+    }
     const file = path.join(this.stagingDir, `${n.ino}`);
     await stage(this.j, this.sql(), n.id, n.size, file, truncate);
-    n.open = { path: file, fd: fs.openSync(file, "r+"), handles: 0, dirty: truncate && n.size > 0, fresh: false };
+    n.open = { path: file, fd: fs.openSync(file, "r+"), handles: 0, dirty: truncate && n.size > 0, fresh: false, shared: false };
     if (truncate) n.size = 0;
+  }
+
+  private privatize(n: Node) {
+    const open = n.open!;
+    const file = path.join(this.stagingDir, `${n.ino}`);
+    fs.copyFileSync(open.path, file);
+    fs.closeSync(open.fd);
+    open.fd = fs.openSync(file, "r+");
+    open.path = file;
+    open.shared = false;
   }
 
   private closeState(n: Node) {
     if (!n.open || n.open.handles > 0) return;
     fs.closeSync(n.open.fd);
-    fs.rmSync(n.open.path, { force: true });
+    if (!n.open.shared) fs.rmSync(n.open.path, { force: true });
     n.open = null;
     this.nodes.release(n);
   }
@@ -543,7 +563,7 @@ export class PgVfs implements Vfs {
     if (n.kind === "dir") throw new VfsError(Errno.EISDIR, "is a directory");
     const write = (flags & O_ACCMODE) !== O_RDONLY;
     if (write || flags & O_TRUNC) this.writable();
-    await this.openState(n, Boolean(flags & O_TRUNC) && write);
+    await this.openState(n, Boolean(flags & O_TRUNC) && write, write);
     return this.handle(n, write);
   }
 
