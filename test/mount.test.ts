@@ -202,7 +202,8 @@ EOF
       fs.writeFileSync(path.join(dir, `f${i}.bin`), b);
       files.set(`f${i}.bin`, b);
     }
-    const rec = JSON.parse((await ok(["status", "--json"], { ...env, PWD: dir }, undefined, 0, dir)).stdout);
+    // Exit 4: versions still pending (the flusher runs once a second) — the point of this test.
+    const rec = JSON.parse((await run(["status", "--json"], { ...env, PWD: dir }, undefined, dir)).stdout);
     expect(rec.mount).toBe(fs.realpathSync(dir));
     const pid = Number(JSON.parse((await ok(["where", "--json"], { ...env, PWD: dir }, undefined, 0, dir)).stdout).mount.pid);
     process.kill(pid, "SIGKILL");

@@ -87,7 +87,7 @@ describe("journal", () => {
   });
 
   test("the data cache evicts least recently used clean bodies first and never pending ones", () => {
-    const j = open({ max: 3 * 200_000 + 1000 });
+    const j = new Journal({ cacheDir: fs.mkdtempSync(path.join(tmp, "c-")), dsn: DSN, prefix: "p/", cacheMaxSize: 3 * 200_000 + 1000, lruGranularityMs: 0 });
     const vs = [0, 1, 2].map((i) => version(j, `p/c${i}`, Buffer.alloc(200_000, i)));
     j.record(vs, false);
     flushAll(j); // all three now clean, in the cache

@@ -59,6 +59,9 @@ export interface JournalOptions {
   dsn: string;
   prefix: string;
   cacheMaxSize: number;
+  /** LRU stamps are refreshed at most this often per body (a cache hit should
+   * not cost a SQLite write); default one minute. */
+  lruGranularityMs?: number;
 }
 
 const LEASE_MS = 30_000;
@@ -75,9 +78,13 @@ export class Journal {
     this.db = openDatabase(this.dir, databaseIdentity(opts.dsn), opts.prefix);
     this.bodies = new BodyStore(path.join(this.dir, "blobs"));
     this.maxBytes = opts.cacheMaxSize;
+    this.lruGranularityMs = opts.lruGranularityMs ?? 60_000;
   }
 
+  private readonly lruGranularityMs: number;
+
   close() {
+    this.saveCounters();
     this.releaseLease();
     this.db.close();
   }
@@ -268,15 +275,15 @@ export class Journal {
 
   /** A cached body by version id, counted as a hit or a miss. */
   cached(id: string): { body: Uint8Array | null; file: string | null; size: number } | null {
-    const r = this.db.query("SELECT body, body_file, size FROM data_cache WHERE id = $id").get({ id }) as
-      | { body: Uint8Array | null; body_file: string | null; size: number }
+    const r = this.db.query("SELECT body, body_file, size, last_used FROM data_cache WHERE id = $id").get({ id }) as
+      | { body: Uint8Array | null; body_file: string | null; size: number; last_used: number }
       | null;
     if (r) {
-      this.db.query("UPDATE data_cache SET last_used = $now WHERE id = $id").run({ id, now: this.tick() });
-      this.bump("cache_hits", 1);
+      if (r.last_used <= Date.now() - this.lruGranularityMs) this.db.query("UPDATE data_cache SET last_used = $now WHERE id = $id").run({ id, now: this.tick() });
+      this.countLater("cache_hits");
       return { body: r.body, file: r.body_file, size: r.size };
     }
-    this.bump("cache_misses", 1);
+    this.countLater("cache_misses");
     return null;
   }
 
@@ -378,7 +385,25 @@ export class Journal {
   }
 
   counter(name: string): number {
+    this.saveCounters();
     return ((this.db.query("SELECT value FROM stats WHERE name = $name").get({ name }) as { value: number } | null)?.value ?? 0);
+  }
+
+  /** Hit and miss counters are kept in memory and written at most once a second
+   * (a cache hit should not cost a SQLite write). */
+  private unsaved = new Map<string, number>();
+  private savedAt = 0;
+  private countLater(name: string) {
+    this.unsaved.set(name, (this.unsaved.get(name) ?? 0) + 1);
+    if (Date.now() - this.savedAt > 1000) this.saveCounters();
+  }
+
+  private saveCounters() {
+    this.savedAt = Date.now();
+    if (this.unsaved.size === 0) return;
+    const pending = this.unsaved;
+    this.unsaved = new Map();
+    for (const [name, by] of pending) this.bump(name, by);
   }
 
   private bump(name: string, by: number) {

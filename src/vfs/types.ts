@@ -60,6 +60,8 @@ export interface SetAttr {
   mtimeNs?: bigint | "now";
   /** The open file the change came through (ftruncate), when known. */
   fh?: bigint;
+  /** Clear setuid/setgid (a write or truncate by someone the kernel says must drop them). */
+  killSuidGid?: boolean;
 }
 
 export interface StatFs {

@@ -25,8 +25,6 @@ export interface VfsOptions {
   prefix: string;
   readOnly: boolean;
   metadataTtlMs: number;
-  /** Called after a version is recorded (e.g. to wake the flusher). */
-  onRecord?: () => void;
 }
 
 const O_ACCMODE = 3;
@@ -186,7 +184,6 @@ export class PgVfs implements Vfs {
       const errno = (e as { errno?: string }).errno;
       throw new VfsError(errno === "ENOSPC" ? Errno.ENOSPC : Errno.EIO, (e as Error).message);
     }
-    this.o.onRecord?.();
   }
 
   /** A new version with the node's current attributes and the same body.
@@ -282,6 +279,11 @@ export class PgVfs implements Vfs {
     if (set.size !== undefined) {
       if (n.kind === "dir") throw new VfsError(Errno.EISDIR, "is a directory");
       if (set.size > MAX_FILE_SIZE) throw new VfsError(Errno.EFBIG, "file too large");
+    }
+    if (set.killSuidGid && set.mode === undefined) {
+      // Nothing to clear is no change at all (this arrives with writes).
+      if ((n.mode & 0o6000) === 0 && Object.keys(set).length === 1) return NodeTable.attr(n);
+      set = { ...set, mode: n.mode & ~0o6000 };
     }
     if (set.mode !== undefined) n.mode = set.mode & 0o7777;
     if (set.uid !== undefined) n.uid = set.uid;
@@ -689,7 +691,9 @@ export class PgVfs implements Vfs {
 
   async getxattr(ino: bigint, name: string): Promise<Uint8Array> {
     const n = this.node(ino);
-    if (!name.startsWith("user.")) throw new VfsError(Errno.ENODATA, "no such attribute");
+    // Other namespaces (security.*, system.posix_acl_*) are not supported at all:
+    // ENOTSUP lets ls and friends stop asking for every file.
+    if (!name.startsWith("user.")) throw new VfsError(Errno.ENOTSUP, "only user.* extended attributes are supported");
     const v = n.tags[name.slice(5)];
     if (v === undefined) throw new VfsError(Errno.ENODATA, "no such attribute");
     return Buffer.from(v, "utf8");
