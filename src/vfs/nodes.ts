@@ -1,6 +1,7 @@
 // Inodes: the in-memory tree the mount serves. A node's path is derived from its
 // parent chain, so renaming a directory is one pointer move in memory; inode
 // numbers are never reused for the life of the mount.
+import fs from "node:fs";
 import type { Meta } from "../meta.ts";
 import { nsFromStamp } from "../meta.ts";
 import type { Attr } from "./types.ts";
@@ -25,6 +26,13 @@ export interface OpenFile {
    * read-only opens share it instead of copying it; the first writer copies it
    * to a private staging file. */
   shared: boolean;
+  /** A small body held in memory for readers (no file at all: fd is -1). */
+  bytes?: Uint8Array;
+}
+
+/** Current length of an open file's content. */
+export function openSize(open: OpenFile): number {
+  return open.bytes ? open.bytes.length : fs.fstatSync(open.fd).size;
 }
 
 export interface Node {

@@ -253,4 +253,22 @@ describe("vfs", () => {
     expect(fs.readdirSync(staging)).toEqual([]);
     expect(q(`SELECT string_agg(encode(substring(data FROM 1 FOR 3), 'hex'), ',' ORDER BY (meta->>'version')::int) FROM pgfiles WHERE key = 'v11/big.bin'`)).toBe("070707,6e6577");
   });
+
+  test("a small file is read from memory; a writer's changes reach a reader opened before it", async () => {
+    const { vfs, flush, journal } = mount("v12/");
+    const ino = await writeFile(vfs, 1n, "small.txt", "0123456789");
+    await flush();
+    const staging = path.join(journal.dir, "staging", String(process.pid));
+    const r = await vfs.open(ino, O_RDONLY, who);
+    expect(fs.readdirSync(staging)).toEqual([]);
+    expect(Buffer.from(await vfs.read(ino, r.fh, 8, 100)).toString()).toBe("89");
+    expect((await vfs.read(ino, r.fh, 50, 10)).length).toBe(0);
+    const w = await vfs.open(ino, O_WRONLY, who);
+    await vfs.write(ino, w.fh, 10, Buffer.from("AB"), who);
+    expect(Buffer.from(await vfs.read(ino, r.fh, 0, 100)).toString()).toBe("0123456789AB");
+    expect((await vfs.getattr(ino, who)).size).toBe(12);
+    await vfs.release(ino, w.fh);
+    await vfs.release(ino, r.fh);
+    expect(fs.readdirSync(staging)).toEqual([]);
+  });
 });

@@ -12,7 +12,7 @@ import { contentTypeFor, MAX_FILE_SIZE, type Meta, parseMeta, stampFromNs, tombs
 import { isTransient, type Sql } from "../store/connect.ts";
 import { listChildren } from "../store/store.ts";
 import { localBody, stage } from "./bodies.ts";
-import { type Kind, type Node, NodeTable } from "./nodes.ts";
+import { type Kind, type Node, NodeTable, openSize } from "./nodes.ts";
 import {
   type Attr, type Caller, type DirEntry, Errno, type Opened, RENAME_EXCHANGE, RENAME_NOREPLACE, type SetAttr, type StatFs,
   type Vfs, VfsError,
@@ -204,12 +204,12 @@ export class PgVfs implements Vfs {
   private commit(node: Node, durable: boolean) {
     const open = node.open;
     if (!open || !open.dirty || node.unlinked) return;
-    const size = fs.fstatSync(open.fd).size;
+    const size = openSize(open);
     if (size > MAX_FILE_SIZE) throw new VfsError(Errno.EFBIG, "file larger than pgfiles can store");
     const id = crypto.randomUUID();
     let body: StagedBody;
     if (size <= INLINE_MAX) {
-      const bytes = fs.readFileSync(open.path);
+      const bytes = open.bytes ?? fs.readFileSync(open.path);
       body = { inline: bytes, size: bytes.length, etag: createHash("sha256").update(bytes).digest("hex") };
     } else {
       if (durable) fs.fsyncSync(open.fd);
@@ -249,7 +249,7 @@ export class PgVfs implements Vfs {
 
   async getattr(ino: bigint, _who?: Caller): Promise<Attr> {
     const n = this.node(ino);
-    if (n.open) n.size = fs.fstatSync(n.open.fd).size;
+    if (n.open) n.size = openSize(n.open);
     await this.countSubdirs(n);
     return NodeTable.attr(n);
   }
@@ -526,8 +526,11 @@ export class PgVfs implements Vfs {
       const body = await localBody(this.j, this.sql(), n.id, n.size);
       if ("file" in body) {
         n.open = { path: body.file, fd: fs.openSync(body.file, "r"), handles: 0, dirty: false, fresh: false, shared: true };
-        return;
+      } else {
+        // Small files are read from memory: no staging file to write and remove.
+        n.open = { path: "", fd: -1, handles: 0, dirty: false, fresh: false, shared: true, bytes: body.bytes };
       }
+      return;
     }
     const file = path.join(this.stagingDir, `${n.ino}`);
     await stage(this.j, this.sql(), n.id, n.size, file, truncate);
@@ -538,8 +541,12 @@ export class PgVfs implements Vfs {
   private privatize(n: Node) {
     const open = n.open!;
     const file = path.join(this.stagingDir, `${n.ino}`);
-    fs.copyFileSync(open.path, file);
-    fs.closeSync(open.fd);
+    if (open.bytes) fs.writeFileSync(file, open.bytes, { mode: 0o600 });
+    else {
+      fs.copyFileSync(open.path, file);
+      fs.closeSync(open.fd);
+    }
+    open.bytes = undefined;
     open.fd = fs.openSync(file, "r+");
     open.path = file;
     open.shared = false;
@@ -547,7 +554,7 @@ export class PgVfs implements Vfs {
 
   private closeState(n: Node) {
     if (!n.open || n.open.handles > 0) return;
-    fs.closeSync(n.open.fd);
+    if (n.open.fd >= 0) fs.closeSync(n.open.fd);
     if (!n.open.shared) fs.rmSync(n.open.path, { force: true });
     n.open = null;
     this.nodes.release(n);
@@ -585,9 +592,10 @@ export class PgVfs implements Vfs {
   }
 
   async read(_ino: bigint, fh: bigint, offset: number, size: number): Promise<Uint8Array> {
-    const { node } = this.openFile(fh);
+    const open = this.openFile(fh).node.open!;
+    if (open.bytes) return open.bytes.subarray(Math.min(offset, open.bytes.length), Math.min(offset + size, open.bytes.length));
     const buf = Buffer.allocUnsafe(size);
-    const n = fs.readSync(node.open!.fd, buf, 0, size, offset);
+    const n = fs.readSync(open.fd, buf, 0, size, offset);
     return buf.subarray(0, n);
   }
 
