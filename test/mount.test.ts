@@ -238,4 +238,17 @@ EOF
     await unmountAt(again.dir, again.env);
     expect(q(`SELECT convert_from(p.data, 'UTF8') FROM pgfiles_head h JOIN pgfiles p ON p.id = h.id WHERE h.key = 'away/queued.txt'`)).toBe("written while Postgres was away");
   }, 90_000);
+
+  test("inside a mount, version, restore and purge take paths relative to the cwd", async () => {
+    const { dir, env } = await mountAt("rel/");
+    sh(dir, "mkdir sub && printf one > sub/f.txt && printf two > sub/f.txt");
+    const sub = path.join(dir, "sub");
+    // A different PGFILES_PREFIX in the environment does not matter inside the mount.
+    const inside = { ...env, PGFILES_PREFIX: "elsewhere/", PWD: sub };
+    const v = JSON.parse((await ok(["version", "f.txt", "--json"], inside, undefined, 0, sub)).stdout);
+    expect(v.key).toBe("rel/sub/f.txt");
+    await ok(["unmount", dir], env);
+    mounted.delete(dir);
+    expect(q(`SELECT count(*) FROM pgfiles WHERE key = 'rel/sub/f.txt'`)).toBe("2");
+  }, 60_000);
 });

@@ -1,6 +1,8 @@
 // What every command needs: resolved settings, and on demand the journal, the
 // Postgres pool and a flush of pending versions ("the next command delivers").
 import type { Command } from "commander";
+import path from "node:path";
+import { findMount } from "../daemon/registry.ts";
 import { resolveConfig, type Config, type Resolved } from "../config/index.ts";
 import { OfflineError, PgfilesError } from "../errors.ts";
 import { Journal } from "../journal/journal.ts";
@@ -35,7 +37,11 @@ export class Context {
   private _journal: Journal | null = null;
   private _sql: Sql | null = null;
 
-  constructor(program: Command, overrides: Partial<Record<keyof Config, string>> = {}) {
+  /** The mount the shell's cwd is in (or beneath), if any. */
+  readonly mount: ReturnType<typeof findMount>;
+  private readonly cwd: string;
+
+  constructor(program: Command, overrides: Partial<Record<keyof Config, string>> = {}, how: { mountAware?: boolean } = {}) {
     const opts = program.opts() as Record<string, string | boolean | undefined>;
     const args: Partial<Record<keyof Config, string>> = {};
     for (const [flag, field] of GLOBAL_FLAGS) {
@@ -44,8 +50,22 @@ export class Context {
     }
     Object.assign(args, overrides);
     this.resolved = resolveConfig({ args });
-    this.config = this.resolved.config;
+    this.cwd = process.env.PWD && path.isAbsolute(process.env.PWD) ? process.env.PWD : process.cwd();
+    // `mount` itself must not inherit the prefix of a mount it is run from.
+    this.mount = how.mountAware === false ? null : findMount(this.cwd);
+    // Inside a mount, the mount's prefix is the one that counts (unless --prefix says otherwise).
+    this.config = this.mount && args.prefix === undefined ? { ...this.resolved.config, prefix: this.mount.record.prefix } : this.resolved.config;
     this.log = createLogger(this.config.logLevel, this.config.logFile);
+  }
+
+  /** A path as the user gave it → a path relative to the prefix root. Inside a
+   * mount, relative paths start at the cwd and absolute ones at the mount point;
+   * elsewhere paths are relative to the prefix root. */
+  prefixPath(p: string): string {
+    if (!this.mount) return p;
+    const rel = path.relative(this.mount.record.mountpoint, path.resolve(this.cwd, p));
+    if (rel.startsWith("..") || path.isAbsolute(rel)) return p;
+    return rel === "" ? "/" : rel + (p.endsWith("/") ? "/" : "");
   }
 
   get dsn(): string {

@@ -572,7 +572,11 @@ export class PgVfs implements Vfs {
     if (n.kind === "dir") throw new VfsError(Errno.EISDIR, "is a directory");
     const write = (flags & O_ACCMODE) !== O_RDONLY;
     if (write || flags & O_TRUNC) this.writable();
-    await this.openState(n, Boolean(flags & O_TRUNC) && write, write);
+    const truncate = Boolean(flags & O_TRUNC) && write;
+    await this.openState(n, truncate, write);
+    // `> file` on an existing file: like a new file, the truncation alone becomes
+    // a version at the last close, not at the shell's early close of a duplicate.
+    if (truncate) n.open!.fresh = true;
     return this.handle(n, write);
   }
 

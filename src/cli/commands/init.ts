@@ -15,7 +15,7 @@ export function registerInit(program: Command) {
         out(schemaSql());
         return;
       }
-      const ctx = new Context(program, dsn ? { dsn } : {});
+      const ctx = new Context(program, dsn ? { dsn } : {}, { mountAware: false });
       try {
         const host = dsnHost(ctx.dsn);
         let r;

@@ -47,7 +47,7 @@ export function registerMount(program: Command) {
     .action(async (first: string, second: string | undefined, opts: { foreground?: boolean; backend: string }) => {
       const [dsnArg, target] = second === undefined ? [undefined, first] : [first, second];
       if (opts.backend !== "fuse") throw new PgfilesError(`The ${opts.backend} backend is not available in this build; use --backend fuse.`, { exitCode: 2 });
-      const ctx = new Context(program, dsnArg ? { dsn: dsnArg } : {});
+      const ctx = new Context(program, dsnArg ? { dsn: dsnArg } : {}, { mountAware: false });
       const mountpoint = checkDir(target);
       const state = await mountState(mountpoint);
       const rec = readRecord(mountpoint);

@@ -47,7 +47,8 @@ export function registerPurge(program: Command) {
     .option("-y, --yes", "do not ask for confirmation")
     .action(async (path: string, opts: { yes?: boolean }, cmd: Command) => {
       await withContext(cmd, async (ctx) => {
-        const key = path.endsWith("/") ? dirKey(ctx.config.prefix, path) : fileKey(ctx.config.prefix, path);
+        const rel = ctx.prefixPath(path);
+        const key = rel.endsWith("/") ? dirKey(ctx.config.prefix, rel) : fileKey(ctx.config.prefix, rel);
         if (key === ctx.config.prefix) throw new PgfilesError("purge needs a file, not the root; use purge-prefix for a subtree.", { exitCode: 2 });
         if (ctx.config.readOnly) throw new PgfilesError("pgfiles is in read-only mode (PGFILES_READ_ONLY); purge would delete.", { errno: "EROFS" });
         const sql = await requireOnline(ctx);
@@ -73,7 +74,10 @@ export function registerPurge(program: Command) {
           throw new PgfilesError("purge-prefix refuses an empty prefix (that would be everything under PGFILES_PREFIX); name a subtree.", { exitCode: 2 });
         }
         // "a/b" and "a/b/" both mean the subtree a/b/.
-        const sub = dirKey(ctx.config.prefix, prefixArg);
+        const sub = dirKey(ctx.config.prefix, ctx.prefixPath(prefixArg));
+        if (sub === ctx.config.prefix) {
+          throw new PgfilesError("purge-prefix refuses the whole prefix (that is everything under PGFILES_PREFIX); name a subtree.", { exitCode: 2 });
+        }
         if (ctx.config.readOnly) throw new PgfilesError("pgfiles is in read-only mode (PGFILES_READ_ONLY); purge-prefix would delete.", { errno: "EROFS" });
         const sql = await requireOnline(ctx);
         const { rows, keys } = await countPrefix(sql, sub);

@@ -24,7 +24,7 @@ export function registerVersion(program: Command) {
     .option("--json", "machine-readable output")
     .action(async (path: string, opts: { json?: boolean }, cmd: Command) => {
       await withContext(cmd, async (ctx) => {
-        const key = fileKey(ctx.config.prefix, path);
+        const key = fileKey(ctx.config.prefix, ctx.prefixPath(path));
         const { offline } = await ctx.deliver();
         const rows: VersionRow[] = [];
         const sql = offline ? null : await ctx.online();
@@ -74,7 +74,7 @@ export function registerVersion(program: Command) {
         if (ctx.config.readOnly) throw new PgfilesError("pgfiles is in read-only mode (PGFILES_READ_ONLY); restore would write.", { errno: "EROFS" });
         await ctx.deliver();
         const sql = await ctx.online();
-        const [rec] = await applyBatchOps([{ op: "restore", line: 1, path, version: Number(version) }], {
+        const [rec] = await applyBatchOps([{ op: "restore", line: 1, path: ctx.prefixPath(path), version: Number(version) }], {
           journal: ctx.journal,
           prefix: ctx.config.prefix,
           sql,
