@@ -57,6 +57,11 @@ export function contentTypeFor(name: string): string {
   return CONTENT_TYPES[base.slice(dot + 1).toLowerCase()] ?? "application/octet-stream";
 }
 
+/** Now, in nanoseconds since the epoch (millisecond resolution). */
+export function nowNs(): bigint {
+  return BigInt(Date.now()) * 1_000_000n;
+}
+
 /** Current time as RFC 3339 with nanoseconds. */
 export function nowStamp(): string {
   return stampFromNs(BigInt(Date.now()) * 1_000_000n + (process.hrtime.bigint() % 1_000_000n));

@@ -26,6 +26,12 @@ export const GLOBAL_FLAGS: [flag: string, field: keyof Config, help: string][] =
   ["--strict [bool]", "strict", "close and fsync also wait for Postgres (PGFILES_STRICT)"],
 ];
 
+/** The shell's logical cwd ($PWD): after a mount over it, process.cwd() still
+ * resolves to the directory underneath, $PWD names the path the user sees. */
+export function shellCwd(): string {
+  return process.env.PWD && path.isAbsolute(process.env.PWD) ? process.env.PWD : process.cwd();
+}
+
 export function flagName(flag: string): string {
   return flag.split(" ")[0].slice(2).replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 }
@@ -39,7 +45,7 @@ export class Context {
 
   /** The mount the shell's cwd is in (or beneath), if any. */
   readonly mount: ReturnType<typeof findMount>;
-  private readonly cwd: string;
+  readonly cwd: string;
 
   constructor(program: Command, overrides: Partial<Record<keyof Config, string>> = {}, how: { mountAware?: boolean } = {}) {
     const opts = program.opts() as Record<string, string | boolean | undefined>;
@@ -50,7 +56,7 @@ export class Context {
     }
     Object.assign(args, overrides);
     this.resolved = resolveConfig({ args });
-    this.cwd = process.env.PWD && path.isAbsolute(process.env.PWD) ? process.env.PWD : process.cwd();
+    this.cwd = shellCwd();
     // `mount` itself must not inherit the prefix of a mount it is run from.
     this.mount = how.mountAware === false ? null : findMount(this.cwd);
     // Inside a mount, the mount's prefix is the one that counts (unless --prefix says otherwise).
@@ -66,6 +72,13 @@ export class Context {
     const rel = path.relative(this.mount.record.mountpoint, path.resolve(this.cwd, p));
     if (rel.startsWith("..") || path.isAbsolute(rel)) return p;
     return rel === "" ? "/" : rel + (p.endsWith("/") ? "/" : "");
+  }
+
+  /** Refuses a write in read-only mode, naming what would have written. */
+  requireWritable(command: string, verb = "write") {
+    if (this.config.readOnly) {
+      throw new PgfilesError(`pgfiles is in read-only mode (PGFILES_READ_ONLY); ${command} would ${verb}.`, { errno: "EROFS" });
+    }
   }
 
   get dsn(): string {

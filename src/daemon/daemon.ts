@@ -12,6 +12,7 @@ import { Flusher } from "../sync/flusher.ts";
 import { PgVfs } from "../vfs/vfs.ts";
 import { serve, type Request } from "./control.ts";
 import { type MountRecord, removeRecord, socketPath, writeRecord } from "./registry.ts";
+import { journalStatus } from "./status.ts";
 
 export interface DaemonOptions {
   config: Config;
@@ -145,17 +146,12 @@ export async function runDaemon(o: DaemonOptions): Promise<UnmountResult> {
 
   const control = serve(record.socket, async (req: Request, progress) => {
     switch (req.cmd) {
-      case "status": {
-        const s = journal.stats();
-        return {
-          mount: o.mountpoint, prefix: config.prefix, pid: process.pid, backend: "fuse",
-          postgres: { server: dsnHost(o.dsn), online: flusher.state !== "offline" && (online || flusher.state === "online"), reason: flusher.lastError },
-          pending: { versions: s.pending, bytes: s.pendingBytes, oldestAgeMs: s.oldestPendingMs, held: journal.heldRows().map((r) => ({ key: r.key, reason: r.held_reason })) },
-          cache: { bytes: s.bytes, entries: s.entries, maxBytes: s.maxBytes, hitRate: s.hitRate },
-          flushed: { versions: journal.counter("flushed_versions"), bytes: journal.counter("flushed_bytes") },
-          journal: journal.dir,
-        };
-      }
+      case "status":
+        return journalStatus(
+          journal,
+          { mount: o.mountpoint, prefix: config.prefix, pid: process.pid, backend: "fuse" },
+          { server: dsnHost(o.dsn), online: flusher.state !== "offline" && (online || flusher.state === "online"), reason: flusher.lastError },
+        );
       case "cache-stats":
         return journal.stats();
       case "cache-clear":

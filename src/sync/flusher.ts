@@ -3,10 +3,10 @@
 // exponential backoff while Postgres is away; holds back versions Postgres
 // rejects for good so that the rest keeps flowing.
 import type { Logger } from "pino";
-import { errorMessage, OfflineError, PgfilesError, RejectedError } from "../errors.ts";
+import { errorMessage, OfflineError, RejectedError } from "../errors.ts";
 import type { Journal, PendingRow } from "../journal/journal.ts";
 import { applyBatch, type BatchRow } from "../store/apply.ts";
-import { describe, dsnHost, isSchemaMissing, isTransient, type Sql } from "../store/connect.ts";
+import { describe, dsnHost, type Sql } from "../store/connect.ts";
 
 export interface FlushResult {
   versions: number;
@@ -93,7 +93,7 @@ export class Flusher {
       await this.storeRetryingConflicts(rows);
       return { versions: rows.length, bytes: sum(rows) };
     } catch (e) {
-      const err = this.classify(e);
+      const err = describe(e, dsnHost(this.o.dsn));
       if (!(err instanceof RejectedError)) throw err;
       const groups = groupRows(rows);
       if (groups.length === 1) {
@@ -151,13 +151,6 @@ export class Flusher {
     const stored = await applyBatch(this.o.sql, batch);
     j.markFlushed(rows, stored);
     this.o.log?.debug({ versions: rows.length, bytes: sum(rows), ms: Math.round(performance.now() - t0) }, "flushed batch");
-  }
-
-  private classify(e: unknown): PgfilesError {
-    if (e instanceof PgfilesError) return e;
-    if (isSchemaMissing(e)) return describe(e, dsnHost(this.o.dsn));
-    if (isTransient(e)) return new OfflineError(`PostgreSQL at ${dsnHost(this.o.dsn)} is unreachable (${errCode(e)}).`, e);
-    return describe(e, dsnHost(this.o.dsn));
   }
 
   /** Flushes in the background until stopped: immediately when poked, else every
@@ -224,9 +217,4 @@ function groupRows(rows: PendingRow[]): PendingRow[][] {
     else out.push([r]);
   }
   return out;
-}
-
-function errCode(e: unknown): string {
-  const err = e as { code?: string; message?: string };
-  return err?.code ?? err?.message ?? "no answer";
 }

@@ -3,7 +3,7 @@
 // numbers are never reused for the life of the mount.
 import fs from "node:fs";
 import type { Meta } from "../meta.ts";
-import { nsFromStamp } from "../meta.ts";
+import { nowNs, nsFromStamp } from "../meta.ts";
 import type { Attr } from "./types.ts";
 
 export type Kind = "file" | "dir" | "symlink";
@@ -70,7 +70,7 @@ export class NodeTable {
   readonly root: Node;
 
   constructor(rootMeta: { uid: number; gid: number }) {
-    const now = BigInt(Date.now()) * 1_000_000n;
+    const now = nowNs();
     this.root = {
       ino: 1n, name: "", parent: null, kind: "dir", mode: 0o755, uid: rootMeta.uid, gid: rootMeta.gid, size: 0,
       atimeNs: now, mtimeNs: now, ctimeNs: now, tags: {}, id: null, marker: true, children: null, loadedAt: 0,
@@ -84,7 +84,7 @@ export class NodeTable {
   }
 
   create(parent: Node, name: string, kind: Kind, meta: Partial<Meta>, id: string | null, marker: boolean): Node {
-    const now = BigInt(Date.now()) * 1_000_000n;
+    const now = nowNs();
     const node: Node = {
       ino: this.next++, name, parent, kind, mode: meta.mode ?? (kind === "dir" ? 0o755 : 0o644),
       uid: meta.uid ?? 0, gid: meta.gid ?? 0, size: meta.size ?? 0,

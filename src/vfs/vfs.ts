@@ -8,7 +8,7 @@ import path from "node:path";
 import { INLINE_MAX, type StagedBody } from "../journal/bodies.ts";
 import type { Journal, NewVersion } from "../journal/journal.ts";
 import { KeyError, validateSegment } from "../keys.ts";
-import { contentTypeFor, MAX_FILE_SIZE, type Meta, parseMeta, stampFromNs, tombstoneMeta } from "../meta.ts";
+import { contentTypeFor, MAX_FILE_SIZE, nowNs, type Meta, parseMeta, stampFromNs, tombstoneMeta } from "../meta.ts";
 import { isTransient, type Sql } from "../store/connect.ts";
 import { listChildren } from "../store/store.ts";
 import { localBody, stage } from "./bodies.ts";
@@ -166,7 +166,7 @@ export class PgVfs implements Vfs {
   // ---- recording versions ----
 
   private meta(node: Node, extra: Partial<Meta> = {}): Meta {
-    const now = stampFromNs(BigInt(Date.now()) * 1_000_000n);
+    const now = stampFromNs(nowNs());
     return {
       deleted: false, type: node.kind, size: node.kind === "file" ? node.size : 0, mode: node.mode, uid: node.uid, gid: node.gid,
       mtime: stampFromNs(node.mtimeNs), ctime: stampFromNs(node.ctimeNs), created: now,
@@ -267,7 +267,7 @@ export class PgVfs implements Vfs {
   private async changeAttr(ino: bigint, set: SetAttr, removedTags: string[], tagsChanged: boolean): Promise<Attr> {
     this.writable();
     const n = this.node(ino);
-    const now = BigInt(Date.now()) * 1_000_000n;
+    const now = nowNs();
     const stored = tagsChanged || set.mode !== undefined || set.uid !== undefined || set.gid !== undefined || set.size !== undefined || set.mtimeNs !== undefined;
     if (!stored) {
       // atime (touch -a) is not part of meta, and a SETATTR that changes nothing (chown -1 -1) changes nothing:
@@ -334,7 +334,7 @@ export class PgVfs implements Vfs {
   private attach(dir: Node, name: string, kind: Kind, who: Caller, mode: number, extra: Partial<Meta> = {}): Node {
     const n = this.nodes.create(dir, name, kind, { mode: mode & 0o7777, uid: who.uid, gid: who.gid, ...extra }, null, kind === "dir");
     dir.children!.set(name, n);
-    const now = BigInt(Date.now()) * 1_000_000n;
+    const now = nowNs();
     dir.mtimeNs = now;
     dir.ctimeNs = now;
     n.lookups++;
@@ -374,7 +374,7 @@ export class PgVfs implements Vfs {
   private detach(n: Node) {
     const dir = n.parent!;
     dir.children?.delete(n.name);
-    const now = BigInt(Date.now()) * 1_000_000n;
+    const now = nowNs();
     dir.mtimeNs = now;
     dir.ctimeNs = now;
     n.parent = null;
@@ -460,7 +460,7 @@ export class PgVfs implements Vfs {
     n.name = newName;
     n.parent = to;
     to.children!.set(newName, n);
-    const now = BigInt(Date.now()) * 1_000_000n;
+    const now = nowNs();
     for (const d of [from, to]) {
       d.mtimeNs = now;
       d.ctimeNs = now;
@@ -500,7 +500,7 @@ export class PgVfs implements Vfs {
     ap.children!.set(an, b);
     bp.children!.set(bn, a);
     [a.parent, a.name, b.parent, b.name] = [bp, bn, ap, an];
-    const now = BigInt(Date.now()) * 1_000_000n;
+    const now = nowNs();
     for (const d of [ap, bp]) {
       d.mtimeNs = now;
       d.ctimeNs = now;
@@ -618,7 +618,7 @@ export class PgVfs implements Vfs {
     node.open!.dirty = true;
     node.open!.fresh = false;
     node.size = Math.max(node.size, offset + n);
-    node.mtimeNs = BigInt(Date.now()) * 1_000_000n;
+    node.mtimeNs = nowNs();
     node.ctimeNs = node.mtimeNs;
     return n;
   }

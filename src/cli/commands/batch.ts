@@ -15,7 +15,7 @@ export function registerBatch(program: Command) {
     .option("--json", "machine-readable output")
     .action(async (opts: { file?: string; json?: boolean }, cmd: Command) => {
       await withContext(cmd, async (ctx) => {
-        if (ctx.config.readOnly) throw new PgfilesError("pgfiles is in read-only mode (PGFILES_READ_ONLY); batch would write.", { errno: "EROFS" });
+        ctx.requireWritable("batch");
         let input: string;
         try {
           input = opts.file ? fs.readFileSync(opts.file, "utf8") : fs.readFileSync(0, "utf8");

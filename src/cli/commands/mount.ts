@@ -7,7 +7,7 @@ import { runDaemon, type UnmountResult } from "../../daemon/daemon.ts";
 import { alive, readRecord, removeRecord } from "../../daemon/registry.ts";
 import { PgfilesError } from "../../errors.ts";
 import { canonicalMountpoint, mountState, unmount as fuseUnmount } from "../../fuse/mount.ts";
-import { Context } from "../context.ts";
+import { Context, shellCwd } from "../context.ts";
 import { out, warn } from "../run.ts";
 
 /** The command that runs this very program (compiled binary, or bun + script). */
@@ -30,7 +30,7 @@ function checkDir(p: string): string {
 
 /** The shell's cwd names the directory underneath a fresh mount until it re-enters it. */
 function cwdHint(mountpoint: string): string | null {
-  const cwd = process.env.PWD && path.isAbsolute(process.env.PWD) ? process.env.PWD : process.cwd();
+  const cwd = shellCwd();
   const rel = path.relative(mountpoint, cwd);
   if (rel.startsWith("..") || path.isAbsolute(rel)) return null;
   return `Your shell is still in the directory underneath the mount: run \`cd .\` to enter the mount${rel ? ` (or \`cd ${JSON.stringify(cwd)}\`)` : ""}.`;

@@ -50,7 +50,7 @@ export function registerPurge(program: Command) {
         const rel = ctx.prefixPath(path);
         const key = rel.endsWith("/") ? dirKey(ctx.config.prefix, rel) : fileKey(ctx.config.prefix, rel);
         if (key === ctx.config.prefix) throw new PgfilesError("purge needs a file, not the root; use purge-prefix for a subtree.", { exitCode: 2 });
-        if (ctx.config.readOnly) throw new PgfilesError("pgfiles is in read-only mode (PGFILES_READ_ONLY); purge would delete.", { errno: "EROFS" });
+        ctx.requireWritable("purge", "delete");
         const sql = await requireOnline(ctx);
         await confirm(`Hard-delete every version of ${path}?`, opts.yes, "purge");
         const { ids, local } = await withLease(ctx, async () => {
@@ -78,7 +78,7 @@ export function registerPurge(program: Command) {
         if (sub === ctx.config.prefix) {
           throw new PgfilesError("purge-prefix refuses the whole prefix (that is everything under PGFILES_PREFIX); name a subtree.", { exitCode: 2 });
         }
-        if (ctx.config.readOnly) throw new PgfilesError("pgfiles is in read-only mode (PGFILES_READ_ONLY); purge-prefix would delete.", { errno: "EROFS" });
+        ctx.requireWritable("purge-prefix", "delete");
         const sql = await requireOnline(ctx);
         const { rows, keys } = await countPrefix(sql, sub);
         await confirm(`Hard-delete ${rows} versions of ${keys} keys under ${JSON.stringify(sub)}?`, opts.yes, "purge-prefix");

@@ -1,58 +1,38 @@
 import type { Command } from "commander";
 import { formatDuration, formatSize } from "../../config/index.ts";
-import path from "node:path";
 import { request } from "../../daemon/control.ts";
-import { findMount } from "../../daemon/registry.ts";
+import { journalStatus, type Status, statusExitCode } from "../../daemon/status.ts";
 import { dsnHost } from "../../store/connect.ts";
 import { out, withContext } from "../run.ts";
 
-/** Exit codes: 0 everything is in Postgres, 4 versions are pending, 3 Postgres is unreachable. */
+/** Exit codes: see statusExitCode. */
 export function registerStatus(program: Command) {
   program
     .command("status")
     .description("Postgres online/offline, pending versions, cache (exit 0 clean, 4 pending, 3 offline)")
     .option("--json", "machine-readable output")
     .action(async (opts: { json?: boolean }, cmd: Command) => {
-      const cwd = process.env.PWD && path.isAbsolute(process.env.PWD) ? process.env.PWD : process.cwd();
-      const m = findMount(cwd);
-      if (m) {
-        // A mount answers for itself: it owns the journal and the flusher.
-        const s = (await request(m.record.socket, { cmd: "status" }, undefined, 10_000)) as MountStatus;
-        print(s, Boolean(opts.json));
-        process.exitCode = !s.postgres.online ? 3 : s.pending.versions > 0 ? 4 : 0;
-        return;
-      }
       await withContext(cmd, async (ctx) => {
-        const { offline } = await ctx.deliver();
-        const online = offline ? false : (await ctx.online()) !== null;
-        const s = ctx.journal.stats();
-        const held = ctx.journal.heldRows().map((r) => ({ key: r.key, id: r.id, reason: r.held_reason }));
-        const status: MountStatus & { pending: { held: { id: string }[] } } = {
-          mount: null,
-          prefix: ctx.config.prefix,
-          postgres: { server: dsnHost(ctx.dsn), online, reason: online ? null : (offline ?? ctx.offlineReason) },
-          pending: { versions: s.pending, bytes: s.pendingBytes, oldestAgeMs: s.oldestPendingMs, held },
-          cache: { bytes: s.bytes, entries: s.entries, maxBytes: s.maxBytes, hitRate: s.hitRate },
-          flushed: { versions: ctx.journal.counter("flushed_versions"), bytes: ctx.journal.counter("flushed_bytes") },
-          journal: ctx.journal.dir,
-        };
+        let status: Status;
+        if (ctx.mount) {
+          // A mount answers for itself: it owns the journal and the flusher.
+          status = (await request(ctx.mount.record.socket, { cmd: "status" }, undefined, 10_000)) as Status;
+        } else {
+          const { offline } = await ctx.deliver();
+          const online = offline ? false : (await ctx.online()) !== null;
+          status = journalStatus(
+            ctx.journal,
+            { mount: null, prefix: ctx.config.prefix },
+            { server: dsnHost(ctx.dsn), online, reason: online ? null : (offline ?? ctx.offlineReason) },
+          );
+        }
         print(status, Boolean(opts.json));
-        process.exitCode = !online ? 3 : s.pending > 0 ? 4 : 0;
+        process.exitCode = statusExitCode(status);
       });
     });
 }
 
-interface MountStatus {
-  mount: string | null;
-  prefix: string;
-  postgres: { server: string; online: boolean; reason: string | null };
-  pending: { versions: number; bytes: number; oldestAgeMs: number | null; held: { key: string; reason: string | null }[] };
-  cache: { bytes: number; entries: number; maxBytes: number; hitRate: number | null };
-  flushed: { versions: number; bytes: number };
-  journal: string;
-}
-
-function print(s: MountStatus, json: boolean) {
+function print(s: Status, json: boolean) {
   if (json) {
     out(JSON.stringify(s, null, 2));
     return;

@@ -71,7 +71,7 @@ export function registerVersion(program: Command) {
         if (!/^[1-9]\d{0,15}$/.test(version)) {
           throw new PgfilesError(`The version ${JSON.stringify(version)} is not a positive whole number.`, { exitCode: 2, errno: "EINVAL" });
         }
-        if (ctx.config.readOnly) throw new PgfilesError("pgfiles is in read-only mode (PGFILES_READ_ONLY); restore would write.", { errno: "EROFS" });
+        ctx.requireWritable("restore");
         await ctx.deliver();
         const sql = await ctx.online();
         const [rec] = await applyBatchOps([{ op: "restore", line: 1, path: ctx.prefixPath(path), version: Number(version) }], {

@@ -1,6 +1,4 @@
 import type { Command } from "commander";
-import path from "node:path";
-import { findMount } from "../../daemon/registry.ts";
 import { dirKey, fileKey } from "../../keys.ts";
 import { journalDir } from "../../journal/open.ts";
 import { Context } from "../context.ts";
@@ -13,25 +11,19 @@ export function registerWhere(program: Command) {
     .option("--json", "machine-readable output")
     .action(async (target: string | undefined, opts: { json?: boolean }) => {
       const ctx = new Context(program);
-      const cwd = process.env.PWD && path.isAbsolute(process.env.PWD) ? process.env.PWD : process.cwd();
-      const m = findMount(cwd);
-      const prefix = m ? m.record.prefix : ctx.config.prefix;
-      // Inside a mount, paths are relative to the cwd; elsewhere to the prefix root.
-      let rel: string;
-      if (m) {
-        const abs = path.resolve(cwd, target ?? ".");
-        rel = path.relative(m.record.mountpoint, abs);
-        if (rel.startsWith("..")) rel = target ?? "";
-      } else rel = target ?? "";
-      const isDir = target === undefined || rel === "" || (target ?? "").endsWith("/");
+      const m = ctx.mount;
+      const prefix = ctx.config.prefix; // the mount's, inside a mount
+      // Inside a mount, paths are relative to the cwd (no path: the cwd itself); elsewhere to the prefix root.
+      const rel = ctx.prefixPath(target ?? (m ? "." : ""));
+      const isDir = target === undefined || rel === "" || rel === "/" || (target ?? "").endsWith("/");
       const key = isDir ? dirKey(prefix, rel) : fileKey(prefix, rel);
       const journal = m ? m.record.journal : ctx.config.dsn ? journalDir(ctx.config.cacheDir, ctx.config.dsn, prefix) : null;
       const info = {
         mount: m ? { path: m.record.mountpoint, pid: m.record.pid } : null,
-        cwd,
+        cwd: ctx.cwd,
         cwdRelation: m ? m.relation : "outside",
         prefix,
-        path: rel || "/",
+        path: rel === "" ? "/" : rel,
         key,
         journal,
       };
@@ -41,9 +33,9 @@ export function registerWhere(program: Command) {
       }
       out(`mount:   ${m ? `${m.record.mountpoint} (pid ${m.record.pid})` : "none"}`);
       out(`prefix:  ${JSON.stringify(prefix)}`);
-      if (!m) out(`cwd:     ${cwd} (not inside a pgfiles mount)`);
-      else if (m.relation === "inside") out(`cwd:     ${cwd} (inside the mount)`);
-      else out(`cwd:     ${cwd} (beneath the mount: your shell still points at the directory underneath; run \`cd .\`)`);
+      if (!m) out(`cwd:     ${ctx.cwd} (not inside a pgfiles mount)`);
+      else if (m.relation === "inside") out(`cwd:     ${ctx.cwd} (inside the mount)`);
+      else out(`cwd:     ${ctx.cwd} (beneath the mount: your shell still points at the directory underneath; run \`cd .\`)`);
       out(`key:     ${JSON.stringify(key)}`);
       if (journal) out(`journal: ${journal}`);
     });
