@@ -137,16 +137,16 @@ export class Journal {
   /** The next versions to flush, in order: whole groups only, never a group that
    * touches a key with a held (rejected) version, at least one group even when it
    * is larger than the limits. */
-  nextBatch(maxRows: number, maxBytes: number): PendingRow[] {
+  nextBatch(maxRows: number, maxBytes: number, maxSeq = Number.MAX_SAFE_INTEGER): PendingRow[] {
     const rows = this.db
       .query(
         `SELECT * FROM pending
-          WHERE held_reason IS NULL
+          WHERE held_reason IS NULL AND seq <= $maxSeq
             AND grp NOT IN (SELECT q.grp FROM pending q
                              WHERE q.key IN (SELECT h.key FROM pending h WHERE h.held_reason IS NOT NULL))
           ORDER BY seq LIMIT $limit`,
       )
-      .all({ limit: maxRows + 1 }) as PendingRow[];
+      .all({ limit: maxRows + 1, maxSeq }) as PendingRow[];
     if (rows.length === 0) return rows;
     const out: PendingRow[] = [];
     let bytes = 0;
@@ -167,6 +167,12 @@ export class Journal {
       i = j;
     }
     return out;
+  }
+
+  /** The newest recorded version's sequence number (0: none yet). A group is
+   * recorded in one transaction, so it lies wholly at or below this, or above. */
+  lastSeq(): number {
+    return (this.db.query("SELECT COALESCE(MAX(seq), 0) AS s FROM pending").get() as { s: number }).s;
   }
 
   pendingForKey(key: string): PendingRow[] {

@@ -42,8 +42,11 @@ export class Flusher {
   /** Flushes until the journal has nothing flushable left. Throws OfflineError
    * when Postgres is unreachable (nothing is lost: the journal keeps it all),
    * or a PgfilesError when the schema is missing. Returns what it did. Another
-   * process holding the flush lease makes this a no-op with state "busy". */
-  async flushAll(): Promise<FlushResult> {
+   * process holding the flush lease makes this a no-op with state "busy".
+   * `upToSeq`: only versions recorded up to that journal sequence number (the
+   * background flusher's snapshot, so that a busy writer does not keep it in a
+   * loop of tiny batches). */
+  async flushAll(opts: { upToSeq?: number } = {}): Promise<FlushResult> {
     const j = this.o.journal;
     let versions = 0;
     let bytes = 0;
@@ -62,7 +65,7 @@ export class Flusher {
           this.state = "busy";
           break;
         }
-        const rows = j.nextBatch(this.maxRows, this.maxBytes);
+        const rows = j.nextBatch(this.maxRows, this.maxBytes, opts.upToSeq);
         if (rows.length === 0) break;
         const done = await this.flushRows(rows);
         versions += done.versions;
@@ -178,7 +181,11 @@ export class Flusher {
       while (!stopped) {
         let delay = interval;
         try {
-          await this.flushAll();
+          // What was recorded until now, in as few transactions as the limits allow; what arrives meanwhile
+          // waits for the next round. Flushing "until empty" under a steady writer made one Postgres
+          // transaction per ~13 versions (779 batches for 10,000 files), each with a WAL fsync and a journal
+          // commit, and took 40% of the thread that answers the kernel.
+          await this.flushAll({ upToSeq: this.o.journal.lastSeq() });
           backoff = minBackoff;
         } catch (e) {
           delay = backoff;

@@ -2,7 +2,6 @@
 // else the data cache, else Postgres — fetched in 1 MiB ranges into the cache,
 // so reads are served from local disk afterwards and memory stays flat.
 import fs from "node:fs";
-import path from "node:path";
 import type { Journal } from "../journal/journal.ts";
 import type { Sql } from "../store/connect.ts";
 import { readRange } from "../store/store.ts";
@@ -44,16 +43,4 @@ export async function localBody(journal: Journal, sql: Sql | null, id: string, s
   fs.renameSync(tmp, journal.bodies.pathOf(id));
   journal.cachePut(id, { file: id, size, etag: "" });
   return { file: journal.bodies.pathOf(id) };
-}
-
-/** Copies a body into a new staging file (for writing), or makes it empty. */
-export async function stage(journal: Journal, sql: Sql | null, id: string | null, size: number, dest: string, truncate: boolean) {
-  fs.mkdirSync(path.dirname(dest), { recursive: true });
-  if (truncate || id === null) {
-    fs.writeFileSync(dest, new Uint8Array(0), { mode: 0o600 });
-    return;
-  }
-  const body = await localBody(journal, sql, id, size);
-  if ("file" in body) fs.copyFileSync(body.file, dest);
-  else fs.writeFileSync(dest, body.bytes, { mode: 0o600 });
 }

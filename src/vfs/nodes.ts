@@ -1,9 +1,9 @@
 // Inodes: the in-memory tree the mount serves. A node's path is derived from its
 // parent chain, so renaming a directory is one pointer move in memory; inode
 // numbers are never reused for the life of the mount.
-import fs from "node:fs";
 import type { Meta } from "../meta.ts";
 import { nowNs, nsFromStamp } from "../meta.ts";
+import type { Content } from "./content.ts";
 import type { Attr } from "./types.ts";
 
 export type Kind = "file" | "dir" | "symlink";
@@ -12,27 +12,20 @@ const S_IFREG = 0o100000;
 const S_IFDIR = 0o040000;
 const S_IFLNK = 0o120000;
 
-/** An open file's local state: the staging file every descriptor of the inode shares. */
+/** An open file's local state, shared by every descriptor of the inode. */
 export interface OpenFile {
-  path: string;
-  fd: number;
+  content: Content;
   handles: number;
   /** Changed since the last version was made. */
   dirty: boolean;
   /** Created by this open and not yet written: a shell's `> file` closes a dup of
    * the new descriptor before writing, and that close must not make an empty version. */
   fresh: boolean;
-  /** `path` is the journal's or the cache's own body file, opened read-only:
-   * read-only opens share it instead of copying it; the first writer copies it
-   * to a private staging file. */
-  shared: boolean;
-  /** A small body held in memory for readers (no file at all: fd is -1). */
-  bytes?: Uint8Array;
 }
 
 /** Current length of an open file's content. */
 export function openSize(open: OpenFile): number {
-  return open.bytes ? open.bytes.length : fs.fstatSync(open.fd).size;
+  return open.content.size();
 }
 
 export interface Node {

@@ -11,7 +11,8 @@ import { KeyError, validateSegment } from "../keys.ts";
 import { contentTypeFor, MAX_FILE_SIZE, nowNs, type Meta, parseMeta, stampFromNs, tombstoneMeta } from "../meta.ts";
 import { isTransient, type Sql } from "../store/connect.ts";
 import { listChildren } from "../store/store.ts";
-import { localBody, stage } from "./bodies.ts";
+import { localBody } from "./bodies.ts";
+import { Content } from "./content.ts";
 import { type Kind, type Node, NodeTable, openSize } from "./nodes.ts";
 import {
   type Attr, type Caller, type DirEntry, Errno, type Opened, RENAME_EXCHANGE, RENAME_NOREPLACE, type SetAttr, type StatFs,
@@ -208,13 +209,14 @@ export class PgVfs implements Vfs {
     if (size > MAX_FILE_SIZE) throw new VfsError(Errno.EFBIG, "file larger than pgfiles can store");
     const id = crypto.randomUUID();
     let body: StagedBody;
+    const content = open.content;
     if (size <= INLINE_MAX) {
-      const bytes = open.bytes ?? fs.readFileSync(open.path);
+      const bytes = content.bytes ?? fs.readFileSync(content.file!);
       body = { inline: bytes, size: bytes.length, etag: createHash("sha256").update(bytes).digest("hex") };
     } else {
-      if (durable) fs.fsyncSync(open.fd);
+      if (durable) content.fsync();
       const dest = this.j.bodies.pathOf(id);
-      fs.copyFileSync(open.path, dest);
+      fs.copyFileSync(content.file!, dest);
       if (durable) {
         const fd = fs.openSync(dest, "r");
         fs.fsyncSync(fd);
@@ -294,7 +296,7 @@ export class PgVfs implements Vfs {
     if (set.size !== undefined) {
       const temporary = !n.open;
       await this.openState(n, false, true);
-      fs.ftruncateSync(n.open!.fd, set.size);
+      n.open!.content.truncate(set.size);
       n.size = set.size;
       if (set.mtimeNs === undefined) n.mtimeNs = now;
       n.open!.dirty = true;
@@ -511,51 +513,34 @@ export class PgVfs implements Vfs {
     this.refreshIds(b, versions);
   }
 
-  /** The inode's open state. Readers share the local body file; a writer (or a
-   * truncate) gets a private staging copy that every descriptor then uses. */
-  private async openState(n: Node, truncate: boolean, forWrite = truncate) {
+  /** The inode's open state. Readers share the local body (file or memory); a
+   * writer (or a truncate) gets a private copy that every descriptor then uses:
+   * in memory while small, else a staging file (src/vfs/content.ts). */
+  private async openState(n: Node, truncate: boolean, forWrite = truncate): Promise<void> {
     if (n.open) {
-      if (forWrite && n.open.shared) this.privatize(n);
+      if (forWrite) n.open.content.privatize();
       if (truncate) {
-        fs.ftruncateSync(n.open.fd, 0);
+        n.open.content.truncate(0);
         n.open.dirty = true;
       }
       return;
     }
-    if (!forWrite && n.id !== null) {
-      const body = await localBody(this.j, this.sql(), n.id, n.size);
-      if ("file" in body) {
-        n.open = { path: body.file, fd: fs.openSync(body.file, "r"), handles: 0, dirty: false, fresh: false, shared: true };
-      } else {
-        // Small files are read from memory: no staging file to write and remove.
-        n.open = { path: "", fd: -1, handles: 0, dirty: false, fresh: false, shared: true, bytes: body.bytes };
-      }
-      return;
-    }
-    const file = path.join(this.stagingDir, `${n.ino}`);
-    await stage(this.j, this.sql(), n.id, n.size, file, truncate);
-    n.open = { path: file, fd: fs.openSync(file, "r+"), handles: 0, dirty: truncate && n.size > 0, fresh: false, shared: false };
-    if (truncate) n.size = 0;
-  }
-
-  private privatize(n: Node) {
-    const open = n.open!;
-    const file = path.join(this.stagingDir, `${n.ino}`);
-    if (open.bytes) fs.writeFileSync(file, open.bytes, { mode: 0o600 });
+    const staging = path.join(this.stagingDir, `${n.ino}`);
+    let content: Content;
+    if (truncate || n.id === null) content = Content.empty(staging);
     else {
-      fs.copyFileSync(open.path, file);
-      fs.closeSync(open.fd);
+      const body = await localBody(this.j, this.sql(), n.id, n.size);
+      if (n.open) return this.openState(n, truncate, forWrite); // another open raced us through the await
+      if (!forWrite) content = "file" in body ? Content.sharedFile(staging, body.file) : Content.sharedBytes(staging, body.bytes);
+      else content = Content.copyOf(staging, body, n.size);
     }
-    open.bytes = undefined;
-    open.fd = fs.openSync(file, "r+");
-    open.path = file;
-    open.shared = false;
+    n.open = { content, handles: 0, dirty: truncate && n.size > 0, fresh: false };
+    if (truncate) n.size = 0;
   }
 
   private closeState(n: Node) {
     if (!n.open || n.open.handles > 0) return;
-    if (n.open.fd >= 0) fs.closeSync(n.open.fd);
-    if (!n.open.shared) fs.rmSync(n.open.path, { force: true });
+    n.open.content.close();
     n.open = null;
     this.nodes.release(n);
   }
@@ -596,11 +581,7 @@ export class PgVfs implements Vfs {
   }
 
   async read(_ino: bigint, fh: bigint, offset: number, size: number): Promise<Uint8Array> {
-    const open = this.openFile(fh).node.open!;
-    if (open.bytes) return open.bytes.subarray(Math.min(offset, open.bytes.length), Math.min(offset + size, open.bytes.length));
-    const buf = Buffer.allocUnsafe(size);
-    const n = fs.readSync(open.fd, buf, 0, size, offset);
-    return buf.subarray(0, n);
+    return this.openFile(fh).node.open!.content.read(offset, size);
   }
 
   async write(_ino: bigint, fh: bigint, offset: number, data: Uint8Array, _who?: Caller): Promise<number> {
@@ -609,7 +590,7 @@ export class PgVfs implements Vfs {
     if (offset + data.length > MAX_FILE_SIZE) throw new VfsError(Errno.EFBIG, "file larger than pgfiles can store");
     let n: number;
     try {
-      n = fs.writeSync(h.node.open!.fd, data, 0, data.length, offset);
+      n = h.node.open!.content.write(offset, data);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === "ENOSPC") throw new VfsError(Errno.ENOSPC, "cache disk full");
       throw e;

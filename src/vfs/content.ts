@@ -1,0 +1,183 @@
+// The bytes of one open file, wherever they are: in memory while small, in a
+// private staging file once large, or shared read-only with the journal's or
+// the cache's own body (memory or file) until the first write.
+//
+// Small files never touch the disk between open and close: the agent workload
+// creates thousands of 1 KiB files, and a staging file per create cost an
+// open, a write, a read-back and an unlink (~170 µs of the daemon's time each,
+// docs/benchmarks.md). The journal stores bodies up to INLINE_MAX inline, so a
+// body that fits stays in memory until it is recorded.
+import fs from "node:fs";
+import { INLINE_MAX } from "../journal/bodies.ts";
+
+/** Private content up to this size is kept in memory; beyond it, in a staging file. */
+export const MEMORY_MAX = INLINE_MAX;
+
+export class Content {
+  /** Memory mode: the backing buffer (private: grows; shared: the body itself) and the used length. */
+  private buf: Uint8Array | null;
+  private len: number;
+  /** File mode: an open fd and its path (-1 / "" in memory mode). */
+  private fd = -1;
+  private filePath = "";
+  /** Shared with the journal or cache: read-only, never removed by us. */
+  private sharedFlag: boolean;
+
+  private constructor(
+    /** Where this content goes if it has to become a private file. */
+    private readonly stagingPath: string,
+    buf: Uint8Array | null,
+    len: number,
+    shared: boolean,
+  ) {
+    this.buf = buf;
+    this.len = len;
+    this.sharedFlag = shared;
+  }
+
+  /** Empty private content (a new file, or an O_TRUNC open). */
+  static empty(stagingPath: string): Content {
+    return new Content(stagingPath, new Uint8Array(0), 0, false);
+  }
+
+  /** Read-only view of a body held in memory (the journal's or the cache's). */
+  static sharedBytes(stagingPath: string, bytes: Uint8Array): Content {
+    return new Content(stagingPath, bytes, bytes.length, true);
+  }
+
+  /** Read-only use of a body file (the journal's or the cache's). */
+  static sharedFile(stagingPath: string, file: string): Content {
+    const c = new Content(stagingPath, null, 0, true);
+    c.fd = fs.openSync(file, "r");
+    c.filePath = file;
+    return c;
+  }
+
+  /** Private content copied from a body, in memory when small. */
+  static copyOf(stagingPath: string, body: { bytes: Uint8Array } | { file: string }, size: number): Content {
+    if ("bytes" in body) {
+      const c = Content.empty(stagingPath);
+      c.write(0, body.bytes);
+      return c;
+    }
+    if (size <= MEMORY_MAX) {
+      const bytes = fs.readFileSync(body.file);
+      if (bytes.length <= MEMORY_MAX) return Content.copyOf(stagingPath, { bytes }, bytes.length);
+    }
+    fs.copyFileSync(body.file, stagingPath);
+    const c = new Content(stagingPath, null, 0, false);
+    c.fd = fs.openSync(stagingPath, "r+");
+    c.filePath = stagingPath;
+    return c;
+  }
+
+  get shared(): boolean {
+    return this.sharedFlag;
+  }
+
+  /** The whole content when it is in memory (for recording it inline), else null. */
+  get bytes(): Uint8Array | null {
+    return this.buf ? this.buf.subarray(0, this.len) : null;
+  }
+
+  /** The file holding the content, when it is in one. */
+  get file(): string | null {
+    return this.fd >= 0 ? this.filePath : null;
+  }
+
+  /** The open fd of the file holding the content (-1 in memory). */
+  get descriptor(): number {
+    return this.fd;
+  }
+
+  size(): number {
+    return this.buf ? this.len : fs.fstatSync(this.fd).size;
+  }
+
+  read(offset: number, size: number): Uint8Array {
+    if (this.buf) return this.buf.subarray(Math.min(offset, this.len), Math.min(offset + size, this.len));
+    const out = Buffer.allocUnsafe(size);
+    const n = fs.readSync(this.fd, out, 0, size, offset);
+    return out.subarray(0, n);
+  }
+
+  /** Writes at any offset (a gap reads as zeros); private content only. */
+  write(offset: number, data: Uint8Array): number {
+    if (this.sharedFlag) throw new Error("write to shared content: privatize first");
+    const end = offset + data.length;
+    if (this.buf && end > MEMORY_MAX) this.spill();
+    if (!this.buf) return fs.writeSync(this.fd, data, 0, data.length, offset);
+    this.reserve(end);
+    this.buf.set(data, offset);
+    if (end > this.len) this.len = end;
+    return data.length;
+  }
+
+  truncate(size: number) {
+    if (this.sharedFlag) throw new Error("truncate of shared content: privatize first");
+    if (this.buf && size > MEMORY_MAX) this.spill();
+    if (!this.buf) {
+      fs.ftruncateSync(this.fd, size);
+      return;
+    }
+    if (size < this.len) this.buf.fill(0, size, this.len); // a later extension must read zeros
+    else this.reserve(size);
+    this.len = size;
+  }
+
+  /** Shared → private: a copy the writer may change (memory when small). */
+  privatize() {
+    if (!this.sharedFlag) return;
+    if (this.buf) {
+      const bytes = this.buf.subarray(0, this.len);
+      this.buf = new Uint8Array(0);
+      this.len = 0;
+      this.sharedFlag = false;
+      this.write(0, bytes);
+      return;
+    }
+    const from = this.fd;
+    const c = Content.copyOf(this.stagingPath, { file: this.filePath }, fs.fstatSync(from).size);
+    fs.closeSync(from);
+    this.buf = c.buf;
+    this.len = c.len;
+    this.fd = c.fd;
+    this.filePath = c.filePath;
+    this.sharedFlag = false;
+  }
+
+  /** Makes private content live in its staging file (large content, or a frontend that needs a file). */
+  spill() {
+    if (!this.buf || this.sharedFlag) return;
+    fs.writeFileSync(this.stagingPath, this.buf.subarray(0, this.len), { mode: 0o600 });
+    this.fd = fs.openSync(this.stagingPath, "r+");
+    this.filePath = this.stagingPath;
+    this.buf = null;
+    this.len = 0;
+  }
+
+  /** Forces the content's file to disk (memory content has none). */
+  fsync() {
+    if (this.fd >= 0) fs.fsyncSync(this.fd);
+  }
+
+  /** Closes the file and removes it when it is our private staging file. */
+  close() {
+    if (this.fd >= 0) {
+      fs.closeSync(this.fd);
+      if (!this.sharedFlag) fs.rmSync(this.filePath, { force: true });
+    }
+    this.fd = -1;
+    this.buf = null;
+    this.len = 0;
+  }
+
+  /** Grows the private buffer to hold `size` bytes (zero-filled), doubling to keep appends cheap. */
+  private reserve(size: number) {
+    const buf = this.buf!;
+    if (size <= buf.length) return;
+    const next = new Uint8Array(Math.min(MEMORY_MAX, Math.max(size, buf.length * 2, 4096)));
+    next.set(buf.subarray(0, this.len));
+    this.buf = next;
+  }
+}
