@@ -35,6 +35,7 @@ export async function runDaemon(o: DaemonOptions): Promise<UnmountResult> {
   const journal = new Journal({ cacheDir: config.cacheDir, dsn: o.dsn, prefix: config.prefix, cacheMaxSize: config.cacheMaxSize });
   journal.collectGarbage();
   journal.releaseHeld();
+  journal.checkpointInBackground((m) => log.warn({ err: m }, "journal checkpoint failed"));
   const sql: Sql = connect({ dsn: o.dsn, poolSize: config.poolSize, preparedStatements: config.preparedStatements, connectTimeout: 5 });
   const record: MountRecord = {
     pid: process.pid, mountpoint: o.mountpoint, socket: socketPath(o.mountpoint), prefix: config.prefix, journal: journal.dir,

@@ -36,6 +36,16 @@ export class BodyStore {
     return path.join(this.dir, file);
   }
 
+  /** Gives an existing body file a second name (a hard link: no copy); false when that is impossible. */
+  link(file: string, as: string): boolean {
+    try {
+      fs.linkSync(this.pathOf(file), this.pathOf(as));
+      return true;
+    } catch (e) {
+      return (e as NodeJS.ErrnoException).code === "EEXIST";
+    }
+  }
+
   /** Stages bytes held in memory. */
   fromBytes(id: string, bytes: Uint8Array, durable: boolean): StagedBody {
     if (bytes.length > MAX_FILE_SIZE) throw tooLarge(bytes.length, "The body");

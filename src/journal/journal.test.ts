@@ -126,6 +126,27 @@ describe("journal", () => {
     j.close();
   });
 
+  test("a flushed copy (rename) is cached under its own id, in the same flush as its source or later, and outlives the source's eviction", () => {
+    const j = open();
+    const small = version(j, "p/small", Buffer.from("small body"));
+    const large = version(j, "p/large", Buffer.alloc(INLINE_MAX * 2, 5));
+    j.record([small, large], false);
+    const copy = (src: NewVersion, key: string): NewVersion => ({ id: crypto.randomUUID(), key, op: "copy", meta: src.meta, src: { id: src.id } });
+    const c1 = copy(small, "p/small2");
+    j.record([c1], false);
+    flushAll(j); // source and copy in one batch
+    const c2 = copy(large, "p/large2");
+    j.record([c2], false);
+    flushAll(j); // the copy after its source
+    expect(Buffer.from(j.cached(c1.id)!.body!).toString()).toBe("small body");
+    const f = j.cached(c2.id)!.file!;
+    expect(fs.readFileSync(j.bodies.pathOf(f)).equals(Buffer.alloc(INLINE_MAX * 2, 5))).toBe(true);
+    j.dropCached([large.id]);
+    expect(j.cached(large.id)).toBeNull();
+    expect(fs.readFileSync(j.bodies.pathOf(j.cached(c2.id)!.file!)).equals(Buffer.alloc(INLINE_MAX * 2, 5))).toBe(true);
+    j.close();
+  });
+
   test("hit rate counts hits and misses", () => {
     const j = open();
     const v = version(j, "p/h", Buffer.from("hi"));

@@ -5,6 +5,7 @@ import os from "node:os";
 import path from "node:path";
 import { PgfilesError } from "../errors.ts";
 import type { Meta } from "../meta.ts";
+import { type Checkpointer, startCheckpointer } from "./checkpointer.ts";
 import { BodyStore, type StagedBody } from "./bodies.ts";
 import { processAlive } from "../pid.ts";
 import { databaseIdentity, journalDir, openDatabase } from "./open.ts";
@@ -83,7 +84,15 @@ export class Journal {
 
   private readonly lruGranularityMs: number;
 
+  /** For a long-running writer (the mount): WAL checkpoints in a background thread, not inside its commits. */
+  checkpointInBackground(onError?: (message: string) => void) {
+    this.checkpointer ??= startCheckpointer(this.db, path.join(this.dir, "journal.db"), { onError });
+  }
+
+  private checkpointer: Checkpointer | undefined;
+
   close() {
+    this.checkpointer?.stop();
     this.saveCounters();
     this.releaseLease();
     this.db.close();
@@ -215,10 +224,19 @@ export class Journal {
         `INSERT INTO meta_cache (key, id, meta, fetched_at) VALUES ($key, $id, $meta, $now)
          ON CONFLICT (key) DO UPDATE SET id = excluded.id, meta = excluded.meta, fetched_at = excluded.fetched_at`,
       );
+      const cachedSrc = this.db.query("SELECT size, body, body_file FROM data_cache WHERE id = $id");
       for (const r of rows) {
         del.run({ id: r.id });
         if (r.op === "put" && (r.body !== null || r.body_file !== null)) {
           cache.run({ id: r.id, size: r.size, body: r.body, body_file: r.body_file, now });
+        } else if (r.op === "copy" && r.src_id) {
+          // A rename, chmod or restore stores a copy: its body is its source's. Cache it under the copy's id too,
+          // or the next read of a renamed file (git's objects, save-by-rename) fetches it from Postgres again.
+          const src = cachedSrc.get({ id: r.src_id }) as { size: number; body: Uint8Array | null; body_file: string | null } | null;
+          if (src?.body_file) {
+            // A second name for the same file: each cache entry owns (and evicts) its own link.
+            if (this.bodies.link(src.body_file, r.id)) cache.run({ id: r.id, size: src.size, body: null, body_file: r.id, now });
+          } else if (src) cache.run({ id: r.id, size: src.size, body: src.body, body_file: null, now });
         }
         const s = stored.get(r.id);
         if (s) metaPut.run({ key: r.key, id: r.id, meta: s.meta, now });
