@@ -147,6 +147,22 @@ describe("journal", () => {
     j.close();
   });
 
+  test("checkpoints run in the background: the database file takes the WAL's pages while this thread only commits", async () => {
+    const j = open();
+    j.checkpointInBackground();
+    expect((j.db.query("PRAGMA wal_autocheckpoint").get() as { wal_autocheckpoint: number }).wal_autocheckpoint).toBe(0);
+    const dbFile = path.join(j.dir, "journal.db");
+    const before = fs.statSync(dbFile).size;
+    for (let i = 0; i < 80; i++) j.record([version(j, `p/ck${i}`, Buffer.alloc(100 * 1024, i))], false);
+    let after = before;
+    for (let t = 0; t < 50 && after < before + 4 * 1024 * 1024; t++) {
+      await Bun.sleep(100);
+      after = fs.statSync(dbFile).size;
+    }
+    expect(after).toBeGreaterThan(before + 4 * 1024 * 1024);
+    j.close();
+  });
+
   test("hit rate counts hits and misses", () => {
     const j = open();
     const v = version(j, "p/h", Buffer.from("hi"));
