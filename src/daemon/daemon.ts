@@ -68,6 +68,7 @@ export async function runDaemon(o: DaemonOptions): Promise<UnmountResult> {
     prefix: config.prefix,
     readOnly: config.readOnly,
     metadataTtlMs: config.metadataTtlMs,
+    log,
   });
 
   let mounted: Mounted;

@@ -91,6 +91,10 @@ export class Journal {
 
   private checkpointer: Checkpointer | undefined;
 
+  /** Bumped by every markFlushed of this Journal object: a reader that combines a Postgres listing with the
+   * pending versions can tell that versions moved from one to the other while it waited. */
+  flushGeneration = 0;
+
   close() {
     this.checkpointer?.stop();
     this.saveCounters();
@@ -212,6 +216,7 @@ export class Journal {
   /** Versions Postgres has committed: drop them from pending, keep their bodies in
    * the data cache and their meta in the metadata cache. */
   markFlushed(rows: PendingRow[], stored: Map<string, { version: number; meta: string }>) {
+    this.flushGeneration++;
     const now = this.tick();
     let bytes = 0;
     this.immediate(() => {
