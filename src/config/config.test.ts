@@ -56,6 +56,7 @@ describe("resolveConfig defaults", () => {
       cacheDir: join(home, ".cache", "pgfiles"),
       preparedStatements: true,
       strict: false,
+      passthrough: true,
     } as Config);
     expect(r.config.dsn).toBeUndefined();
     expect(r.config.logFile).toBeUndefined();
@@ -130,6 +131,7 @@ describe("resolveConfig precedence", () => {
       cacheDir: "/var/tmp/pgf",
       preparedStatements: "off",
       strict: "1",
+      passthrough: "off",
       logFile: "/tmp/pgfiles.log",
     };
     for (const s of SETTINGS) {
@@ -147,6 +149,7 @@ describe("resolveConfig precedence", () => {
       cacheDir: "/var/tmp/pgf",
       preparedStatements: false,
       strict: true,
+      passthrough: false,
       logFile: "/tmp/pgfiles.log",
     };
     const fromEnv = resolveConfig({ env });

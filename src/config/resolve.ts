@@ -28,6 +28,7 @@ export interface Config {
   cacheDir: string;
   preparedStatements: boolean;
   strict: boolean;
+  passthrough: boolean;
   logFile?: string;
 }
 
@@ -56,6 +57,7 @@ export const SETTINGS: readonly Setting[] = [
   { field: "cacheDir", env: "PGFILES_CACHE_DIR", yaml: "cache_dir", description: "directory for the local journal and data cache" },
   { field: "preparedStatements", env: "PGFILES_PREPARED_STATEMENTS", yaml: "prepared_statements", description: "use prepared statements (set false for PgBouncer in transaction mode)" },
   { field: "strict", env: "PGFILES_STRICT", yaml: "strict", description: "close and fsync also wait for Postgres" },
+  { field: "passthrough", env: "PGFILES_PASSTHROUGH", yaml: "passthrough", description: "Linux mounts as root: reads and writes of open files go from the kernel straight to their local file" },
   { field: "logFile", env: "PGFILES_LOG_FILE", yaml: "log_file", description: "log file path (logs go to stderr when unset)" },
 ];
 
@@ -78,6 +80,7 @@ const DEFAULTS: Partial<Record<keyof Config, string>> = {
   logLevel: "warn",
   preparedStatements: "true",
   strict: "false",
+  passthrough: "true",
 };
 
 function home(env: Env): string {
@@ -234,6 +237,7 @@ function parseValue(field: keyof Config, raw: string, env: Env, cwd: string): un
     case "readOnly":
     case "preparedStatements":
     case "strict":
+    case "passthrough":
       return parseBoolean(raw);
     case "cacheMaxSize":
       return parseSize(raw);

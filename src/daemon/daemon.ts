@@ -99,7 +99,9 @@ export async function runDaemon(o: DaemonOptions): Promise<UnmountResult> {
   }, 3000);
 
   const ttl = Math.min(config.metadataTtlMs, 1000);
-  const session = startSession({ fd: mounted.fd, vfs, readers: 2, entryTtlMs: ttl, attrTtlMs: ttl, log });
+  // Passthrough needs CAP_SYS_ADMIN (FUSE_DEV_IOC_BACKING_OPEN): as root, unless switched off.
+  const passthrough = config.passthrough && process.getuid?.() === 0;
+  const session = startSession({ fd: mounted.fd, vfs, readers: 2, entryTtlMs: ttl, attrTtlMs: ttl, log, passthrough });
   // Flush once a second rather than after every close: one Postgres transaction
   // per close (13,917 in the agent workload) cost 40% of the thread that answers
   // the kernel. Closed files are durable in the journal meanwhile.
@@ -148,12 +150,15 @@ export async function runDaemon(o: DaemonOptions): Promise<UnmountResult> {
 
   const control = serve(record.socket, async (req: Request, progress) => {
     switch (req.cmd) {
-      case "status":
-        return journalStatus(
+      case "status": {
+        const st = journalStatus(
           journal,
           { mount: o.mountpoint, prefix: config.prefix, pid: process.pid, backend: "fuse" },
           { server: dsnHost(o.dsn), online: flusher.state !== "offline" && (online || flusher.state === "online"), reason: flusher.lastError },
         );
+        const io = session.stats();
+        return { ...st, io: { requests: io.requests, passthrough: io.passthrough, passthroughOpens: io.passthroughOpens } };
+      }
       case "cache-stats":
         return journal.stats();
       case "cache-clear":

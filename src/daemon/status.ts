@@ -12,6 +12,8 @@ export interface Status {
   cache: { bytes: number; entries: number; maxBytes: number; hitRate: number | null };
   flushed: { versions: number; bytes: number };
   journal: string;
+  /** A mount's kernel session: requests served, and whether open files' I/O bypasses the daemon. */
+  io?: { requests: number; passthrough: boolean; passthroughOpens: number };
 }
 
 export function journalStatus(

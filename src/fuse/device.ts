@@ -3,7 +3,7 @@
 // (that is codec.ts); this file only knows syscalls and their errnos.
 import fs from "node:fs";
 import { dlopen, FFIType, ptr, read as peek } from "bun:ffi";
-import { FUSE_DEV_IOC_CLONE, FUSE_MIN_READ_BUFFER } from "./codec.ts";
+import { backingMap, FUSE_DEV_IOC_BACKING_CLOSE, FUSE_DEV_IOC_BACKING_OPEN, FUSE_DEV_IOC_CLONE, FUSE_MIN_READ_BUFFER } from "./codec.ts";
 
 /** Linux errno numbers this layer distinguishes (same on x86_64 and aarch64). */
 export const ENOENT = 2;
@@ -76,6 +76,25 @@ export function cloneDevice(sessionFd: number): number {
     throw new DeviceError(e, `FUSE_DEV_IOC_CLONE failed with errno ${e}`);
   }
   return fd;
+}
+
+/**
+ * Registers an open local file as a passthrough backing file of the connection
+ * and returns its backing id for an OPEN or CREATE reply (FOPEN_PASSTHROUGH).
+ * Needs CAP_SYS_ADMIN and a kernel with FUSE_PASSTHROUGH (6.9+).
+ */
+export function openBacking(deviceFd: number, fileFd: number): number {
+  const id = libc().ioctl(deviceFd, FUSE_DEV_IOC_BACKING_OPEN, ptr(backingMap(fileFd)));
+  if (id <= 0) {
+    const e = errno();
+    throw new DeviceError(e, `FUSE_DEV_IOC_BACKING_OPEN failed with errno ${e}`);
+  }
+  return id;
+}
+
+/** Forgets a backing id. Files the kernel already opened with it keep their backing file. */
+export function closeBacking(deviceFd: number, id: number): void {
+  libc().ioctl(deviceFd, FUSE_DEV_IOC_BACKING_CLOSE, ptr(new Uint32Array([id])));
 }
 
 export function closeDevice(fd: number): void {

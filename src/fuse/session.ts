@@ -4,9 +4,9 @@
 // meaning lives here: decode, call, encode.
 import os from "node:os";
 import { PgfilesError } from "../errors.ts";
-import { VfsError, type Attr, type Caller, type DirEntry, type SetAttr, type Vfs } from "../vfs/types.ts";
+import { VfsError, type Attr, type Caller, type DirEntry, type Opened, type SetAttr, type Vfs } from "../vfs/types.ts";
 import * as C from "./codec.ts";
-import { closeDevice, cloneDevice, startNotifier, startReader, writeMessage, MAX_WRITE, type Notifier, type Reader, type WriteResult } from "./device.ts";
+import { closeBacking, closeDevice, cloneDevice, openBacking, startNotifier, startReader, writeMessage, MAX_WRITE, type Notifier, type Reader, type WriteResult } from "./device.ts";
 
 /** A pino-like logger; every method optional in spirit, all three required in type. */
 export interface SessionLog {
@@ -32,6 +32,9 @@ export interface SessionOptions {
   writebackCache?: boolean;
   /** FUSE_DO_READDIRPLUS: names come with attributes. Default on. */
   readdirPlus?: boolean;
+  /** FUSE_PASSTHROUGH when the kernel offers it (6.9+, needs CAP_SYS_ADMIN): the vfs's open files with a
+   * backing fd are read and written by the kernel directly. Default off. */
+  passthrough?: boolean;
 }
 
 export interface Session {
@@ -47,6 +50,16 @@ export interface Session {
   invalidateEntry(parent: bigint, name: string): Promise<void>;
   /** Drop the kernel's cached attributes and data of `ino`. */
   invalidateInode(ino: bigint): Promise<void>;
+  /** What the session negotiated and did: for status and tests. */
+  stats(): SessionStats;
+}
+
+export interface SessionStats {
+  /** FUSE_PASSTHROUGH was negotiated at INIT. */
+  passthrough: boolean;
+  /** Opens answered with a backing file (their reads and writes never reach this process). */
+  passthroughOpens: number;
+  requests: number;
 }
 
 const EIO = 5;
@@ -72,13 +85,17 @@ interface Req {
   who: Caller;
   /** Kernel references this reply hands out: forgotten again if the reply is lost. */
   refs?: bigint[];
+  /** The fd the request came from (its reply goes there). */
+  fd: number;
+  /** Runs once the reply was written (or could not be). */
+  after?: () => void;
 }
 type Handler = (r: Req) => Promise<Buffer>;
 
 const ARG = C.IN_HEADER_SIZE;
 
 /** The whole INIT negotiation; each flag says why it is on or off. */
-function wantedInitFlags(o: { writebackCache: boolean; readdirPlus: boolean }): bigint {
+function wantedInitFlags(o: { writebackCache: boolean; readdirPlus: boolean; passthrough: boolean }): bigint {
   let want =
     // Several READs of one file may be in flight at once (readahead): the vfs reads by offset and keeps no cursor.
     C.FUSE_ASYNC_READ |
@@ -119,6 +136,9 @@ function wantedInitFlags(o: { writebackCache: boolean; readdirPlus: boolean }): 
   // returns before the data reached the vfs, mtime/size become the kernel's, and it cannot be combined with
   // passthrough. Off by default until the vfs's durability story says otherwise.
   if (o.writebackCache) want |= C.FUSE_WRITEBACK_CACHE;
+  // Reads and writes of open files go from the kernel to the local staging file without a round trip to us
+  // (the vfs offers a backing fd per open). The kernel refuses it together with the writeback cache.
+  else if (o.passthrough) want |= C.FUSE_PASSTHROUGH;
   return want;
 }
 
@@ -176,7 +196,8 @@ export function startSession(opts: SessionOptions): Session {
   const entryTtl = ttl(opts.entryTtlMs ?? 1000);
   const attrTtl = ttl(opts.attrTtlMs ?? 1000);
   const negativeTtl = ttl(opts.negativeTtlMs ?? opts.entryTtlMs ?? 1000);
-  const want = wantedInitFlags({ writebackCache: opts.writebackCache ?? false, readdirPlus: opts.readdirPlus ?? true });
+  const want = wantedInitFlags({ writebackCache: opts.writebackCache ?? false, readdirPlus: opts.readdirPlus ?? true, passthrough: opts.passthrough ?? false });
+  const counters: SessionStats = { passthrough: false, passthroughOpens: 0, requests: 0 };
 
   /** Requests read but not yet answered, by unique: INTERRUPT names one of these. */
   const inflight = new Set<bigint>();
@@ -202,6 +223,50 @@ export function startSession(opts: SessionOptions): Session {
     r.refs = [a.ino];
     return C.entryReply(r.h.unique, entry(a));
   };
+
+  /**
+   * Backing ids by the vfs's backing fd, shared by every open of that file and
+   * forgotten at the release of the last one. One id per file, not per open:
+   * the kernel compares backing *ids* (its fuse_backing objects), and an inode
+   * whose previous passthrough file it has not let go of yet refuses an open
+   * with a second id for the same file (EIO).
+   */
+  const backing = new Map<number, { id: number; opens: number }>();
+  const backingOfFh = new Map<bigint, number>();
+
+  /** An open's reply: with the vfs's backing file registered for passthrough when negotiated. */
+  function openOut(r: Req, opened: Opened): C.FuseOpenOut {
+    const out: C.FuseOpenOut = { fh: opened.fh, open_flags: opened.keepCache ? C.FOPEN_KEEP_CACHE : 0, backing_id: 0 };
+    if (!counters.passthrough || opened.backingFd === undefined) return out;
+    let b = backing.get(opened.backingFd);
+    if (!b) {
+      try {
+        b = { id: openBacking(r.fd, opened.backingFd), opens: 0 };
+      } catch (e) {
+        // Not allowed after all (no CAP_SYS_ADMIN): say so once, and stop offering it.
+        log?.warn({ err: (e as Error).message }, "fuse: passthrough refused by the kernel; reads and writes go through pgfiles");
+        counters.passthrough = false;
+        vfs.setPassthrough?.(false);
+        return out;
+      }
+      backing.set(opened.backingFd, b);
+    }
+    b.opens++;
+    backingOfFh.set(opened.fh, opened.backingFd);
+    counters.passthroughOpens++;
+    return { fh: opened.fh, open_flags: C.FOPEN_PASSTHROUGH, backing_id: b.id };
+  }
+
+  /** After the vfs released `fh`: the last open of a backing file gives its id back. */
+  function releaseBacking(fh: bigint) {
+    const fd = backingOfFh.get(fh);
+    if (fd === undefined) return;
+    backingOfFh.delete(fh);
+    const b = backing.get(fd)!;
+    if (--b.opens > 0) return;
+    backing.delete(fd);
+    closeBacking(sessionFd, b.id);
+  }
 
   function ofXattr(r: Req, asked: number, value: Uint8Array): Buffer {
     if (asked === 0) return C.xattrSizeReply(r.h.unique, value.length);
@@ -240,6 +305,8 @@ export function startSession(opts: SessionOptions): Session {
     const i = C.decodeInitIn(r.b, ARG, r.end - ARG);
     if (i.major < C.FUSE_KERNEL_VERSION) throw new VfsError(EPROTO, `kernel FUSE protocol ${i.major}.${i.minor} is too old`);
     const flags = i.flags & want;
+    counters.passthrough = (flags & C.FUSE_PASSTHROUGH) !== 0n;
+    vfs.setPassthrough?.(counters.passthrough);
     log?.debug({ kernel: `${i.major}.${i.minor}`, flags: C.initFlagNames(flags) }, "fuse: INIT");
     return C.initReply(r.h.unique, {
       // A newer major: answer with ours and the kernel asks again in our version.
@@ -254,7 +321,9 @@ export function startSession(opts: SessionOptions): Session {
       time_gran: 1,
       max_pages: MAX_WRITE / 4096,
       map_alignment: 0,
-      max_stack_depth: 0,
+      // Backing files are plain local files (stack depth 0); 1 lets them be, and keeps this mount from being
+      // stacked under another passthrough filesystem.
+      max_stack_depth: counters.passthrough ? 1 : 0,
     });
   }
 
@@ -339,14 +408,13 @@ export function startSession(opts: SessionOptions): Session {
       const o = C.decodeOpenIn(r.b, ARG);
       const opened = await vfs.open(r.h.nodeid, o.flags, r.who);
       if (o.open_flags & C.FUSE_OPEN_KILL_SUIDGID) await vfs.setattr(r.h.nodeid, { killSuidGid: true }, r.who);
-      return C.openReply(r.h.unique, { fh: opened.fh, open_flags: opened.keepCache ? C.FOPEN_KEEP_CACHE : 0, backing_id: 0 });
+      return C.openReply(r.h.unique, openOut(r, opened));
     },
     [C.FUSE_CREATE]: async (r) => {
       const c = C.decodeCreate(r.b, ARG, r.end);
       const made = await vfs.create(r.h.nodeid, text(c.name), c.mode, c.flags, r.who);
       r.refs = [made.attr.ino];
-      const open = { fh: made.opened.fh, open_flags: made.opened.keepCache ? C.FOPEN_KEEP_CACHE : 0, backing_id: 0 };
-      return C.createReply(r.h.unique, entry(made.attr), open);
+      return C.createReply(r.h.unique, entry(made.attr), openOut(r, made.opened));
     },
     [C.FUSE_READ]: async (r) => {
       const a = C.decodeReadIn(r.b, ARG);
@@ -369,7 +437,12 @@ export function startSession(opts: SessionOptions): Session {
       return C.okReply(r.h.unique);
     },
     [C.FUSE_RELEASE]: async (r) => {
-      await vfs.release(r.h.nodeid, C.decodeReleaseIn(r.b, ARG).fh);
+      const fh = C.decodeReleaseIn(r.b, ARG).fh;
+      try {
+        await vfs.release(r.h.nodeid, fh);
+      } finally {
+        releaseBacking(fh);
+      }
       return C.okReply(r.h.unique);
     },
     [C.FUSE_FSYNC]: async (r) => {
@@ -439,7 +512,10 @@ export function startSession(opts: SessionOptions): Session {
 
   function send(fd: number, r: Req, reply: Buffer) {
     inflight.delete(r.h.unique);
-    if (closed) return;
+    if (closed) {
+      r.after?.();
+      return;
+    }
     let result: WriteResult;
     try {
       result = writeMessage(fd, reply);
@@ -447,6 +523,7 @@ export function startSession(opts: SessionOptions): Session {
       log?.error({ op: C.opcodeName(r.h.opcode), err: e }, `fuse: reply to ${C.opcodeName(r.h.opcode)} could not be written`);
       result = "gone";
     }
+    r.after?.();
     // An interrupted request's reply is thrown away by the kernel: give back the references it carried.
     if (result !== "ok" && r.refs) forget(r.refs.map((ino) => ({ nodeid: ino, nlookup: 1 })));
   }
@@ -487,11 +564,12 @@ export function startSession(opts: SessionOptions): Session {
         return;
       case C.FUSE_DESTROY:
         // Only fuseblk and virtiofs send it (and it waits for its reply); nothing comes after it.
-        send(fd, { h, b, end: 0, who: { uid: 0, gid: 0, pid: 0 } }, C.okReply(h.unique));
+        send(fd, { h, b, end: 0, who: { uid: 0, gid: 0, pid: 0 }, fd }, C.okReply(h.unique));
         end();
         return;
     }
-    const r: Req = { h, b, end: C.argsEnd(h), who: { uid: h.uid, gid: h.gid, pid: h.pid } };
+    counters.requests++;
+    const r: Req = { h, b, end: C.argsEnd(h), who: { uid: h.uid, gid: h.gid, pid: h.pid }, fd };
     const handler = ops[h.opcode];
     if (!handler) {
       log?.debug({ op: C.opcodeName(h.opcode) }, "fuse: unsupported opcode");
@@ -558,6 +636,7 @@ export function startSession(opts: SessionOptions): Session {
     },
     invalidateEntry: (parent, name) => notify(C.notifyInvalEntry(parent, name)),
     invalidateInode: (ino) => notify(C.notifyInvalInode(ino, 0n, 0n)),
+    stats: () => ({ ...counters }),
   };
 }
 

@@ -21,6 +21,17 @@ export interface OpenFile {
   /** Created by this open and not yet written: a shell's `> file` closes a dup of
    * the new descriptor before writing, and that close must not make an empty version. */
   fresh: boolean;
+  /** Every open of this state passes its reads and writes to the content's file (FUSE passthrough): the
+   * kernel writes it without telling us, so changes are noticed by its size and times (`seen`). */
+  passthrough: boolean;
+  seen: FileStamp | null;
+}
+
+/** Size and times of a file, to notice that someone else wrote it. */
+export interface FileStamp {
+  size: bigint;
+  mtimeNs: bigint;
+  ctimeNs: bigint;
 }
 
 /** Current length of an open file's content. */

@@ -79,6 +79,11 @@ export interface Opened {
   fh: bigint;
   /** The kernel may keep its page cache from an earlier open (content unchanged). */
   keepCache: boolean;
+  /** A local file descriptor holding the content that reads and writes of this
+   * open may go to directly (FUSE passthrough). Only offered after
+   * setPassthrough(true), and then for every open of the inode until its last
+   * close, always the same file: the kernel refuses to mix modes on one inode. */
+  backingFd?: number;
 }
 
 export const RENAME_NOREPLACE = 1;
@@ -99,6 +104,8 @@ export interface Vfs {
   rename(parent: bigint, name: string, newParent: bigint, newName: string, flags: number, who: Caller): Promise<void>;
   /** flags are the open(2) flags (O_ACCMODE, O_TRUNC, O_APPEND, …). */
   open(ino: bigint, flags: number, who: Caller): Promise<Opened>;
+  /** The frontend can pass open files' I/O straight to a local file (FUSE passthrough, negotiated at INIT). */
+  setPassthrough?(on: boolean): void;
   create(parent: bigint, name: string, mode: number, flags: number, who: Caller): Promise<{ attr: Attr; opened: Opened }>;
   read(ino: bigint, fh: bigint, offset: number, size: number): Promise<Uint8Array>;
   /** Returns the number of bytes written. `data` is a view of the request buffer:

@@ -13,7 +13,7 @@ import { isTransient, type Sql } from "../store/connect.ts";
 import { listChildren } from "../store/store.ts";
 import { localBody } from "./bodies.ts";
 import { Content } from "./content.ts";
-import { type Kind, type Node, NodeTable, openSize } from "./nodes.ts";
+import { type FileStamp, type Kind, type Node, NodeTable, openSize } from "./nodes.ts";
 import {
   type Attr, type Caller, type DirEntry, Errno, type Opened, RENAME_EXCHANGE, RENAME_NOREPLACE, type SetAttr, type StatFs,
   type Vfs, VfsError,
@@ -277,7 +277,10 @@ export class PgVfs implements Vfs {
 
   async getattr(ino: bigint, _who?: Caller): Promise<Attr> {
     const n = this.node(ino);
-    if (n.open) n.size = openSize(n.open);
+    if (n.open) {
+      this.noticeWrites(n);
+      n.size = openSize(n.open);
+    }
     await this.countSubdirs(n);
     return NodeTable.attr(n);
   }
@@ -322,7 +325,9 @@ export class PgVfs implements Vfs {
     if (set.size !== undefined) {
       const temporary = !n.open;
       await this.openState(n, false, true);
+      this.noticeWrites(n);
       n.open!.content.truncate(set.size);
+      this.restamp(n);
       n.size = set.size;
       if (set.mtimeNs === undefined) n.mtimeNs = now;
       n.open!.dirty = true;
@@ -441,6 +446,7 @@ export class PgVfs implements Vfs {
   private async moveVersions(n: Node, toKey: string, versions: NewVersion[]) {
     const fromKey = this.key(n);
     if (n.kind !== "dir") {
+      this.noticeWrites(n);
       if (n.open?.dirty) this.commit(n, false);
       const meta = this.meta(n);
       if (n.id === null) versions.push({ id: crypto.randomUUID(), key: toKey, op: "put", meta, body: { inline: new Uint8Array(0), size: 0, etag: EMPTY_SHA } });
@@ -560,7 +566,16 @@ export class PgVfs implements Vfs {
       if (!forWrite) content = "file" in body ? Content.sharedFile(staging, body.file) : Content.sharedBytes(staging, body.bytes);
       else content = Content.copyOf(staging, body, n.size);
     }
-    n.open = { content, handles: 0, dirty: truncate && n.size > 0, fresh: false };
+    // Passthrough needs the content in a file from the first open to the last close, and the same file:
+    // the kernel refuses a second backing file, or a non-passthrough open, on an inode with open passthrough
+    // files. So it is decided here, once per open state, by the open that creates the state: a writer whose
+    // content is in a staging file (over 128 KiB) gets it, and its reads and writes then cost no round trip.
+    // Small content stays in memory (a staging file per create cost more than the WRITEs it saves: 1.27 ms
+    // against 0.93-1.14 ms per create+write+close of 1 KiB), and readers are served from the page cache.
+    // Setuid/setgid files stay out: passthrough writes would not clear those bits.
+    const passthrough = this.passthrough && forWrite && content.file !== null && !content.shared && (n.mode & 0o6000) === 0;
+    n.open = { content, handles: 0, dirty: truncate && n.size > 0, fresh: false, passthrough, seen: null };
+    if (passthrough) n.open.seen = stampOf(content.descriptor);
     if (truncate) n.size = 0;
   }
 
@@ -574,8 +589,34 @@ export class PgVfs implements Vfs {
   private handle(n: Node, write: boolean): Opened {
     const fh = this.nextFh++;
     this.handles.set(fh, { node: n, write });
-    n.open!.handles++;
-    return { fh, keepCache: !n.open!.dirty };
+    const open = n.open!;
+    open.handles++;
+    return { fh, keepCache: !open.dirty, ...(open.passthrough ? { backingFd: open.content.descriptor } : {}) };
+  }
+
+  private passthrough = false;
+
+  setPassthrough(on: boolean) {
+    this.passthrough = on;
+  }
+
+  /** A passthrough state's file was written by the kernel: take its size and times, and mark it changed. */
+  private noticeWrites(n: Node) {
+    const open = n.open;
+    if (!open?.passthrough || !open.seen) return;
+    const st = stampOf(open.content.descriptor);
+    if (st.size === open.seen.size && st.mtimeNs === open.seen.mtimeNs && st.ctimeNs === open.seen.ctimeNs) return;
+    open.seen = st;
+    open.dirty = true;
+    open.fresh = false;
+    n.size = Number(st.size);
+    n.mtimeNs = st.mtimeNs;
+    n.ctimeNs = st.ctimeNs;
+  }
+
+  /** After we changed a passthrough state's file ourselves (truncate): not a write to notice later. */
+  private restamp(n: Node) {
+    if (n.open?.passthrough) n.open.seen = stampOf(n.open.content.descriptor);
   }
 
   async open(ino: bigint, flags: number, _who?: Caller): Promise<Opened> {
@@ -632,6 +673,7 @@ export class PgVfs implements Vfs {
 
   async flush(_ino: bigint, fh: bigint, _who?: Caller): Promise<void> {
     const { node } = this.openFile(fh);
+    this.noticeWrites(node);
     // A new, still empty file becomes a version at its last close (release).
     if (node.open!.fresh) return;
     this.commit(node, false);
@@ -645,6 +687,7 @@ export class PgVfs implements Vfs {
     if (!node.open) return;
     node.open.handles--;
     if (node.open.handles === 0) {
+      this.noticeWrites(node);
       this.commit(node, false);
       this.closeState(node);
     }
@@ -652,6 +695,7 @@ export class PgVfs implements Vfs {
 
   async fsync(_ino: bigint, fh: bigint): Promise<void> {
     const { node } = this.openFile(fh);
+    this.noticeWrites(node);
     if (node.open?.dirty) this.commit(node, true);
     else this.j.db.exec("PRAGMA wal_checkpoint(PASSIVE)");
   }
@@ -753,11 +797,19 @@ export class PgVfs implements Vfs {
 
   /** Records every open file's pending changes (unmount). */
   commitAll() {
-    for (const { node } of this.handles.values()) this.commit(node, true);
+    for (const { node } of this.handles.values()) {
+      this.noticeWrites(node);
+      this.commit(node, true);
+    }
   }
 }
 
 const EMPTY_SHA = createHash("sha256").digest("hex");
+
+function stampOf(fd: number): FileStamp {
+  const st = fs.fstatSync(fd, { bigint: true });
+  return { size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs };
+}
 
 function sha256File(file: string): string {
   const h = createHash("sha256");

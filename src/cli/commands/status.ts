@@ -45,4 +45,5 @@ function print(s: Status, json: boolean) {
   out(`cache:    ${formatSize(s.cache.bytes)} of ${formatSize(s.cache.maxBytes)}, hit rate ${s.cache.hitRate === null ? "n/a" : `${(s.cache.hitRate * 100).toFixed(1)}%`}`);
   out(`flushed:  ${s.flushed.versions} versions, ${formatSize(s.flushed.bytes)} since the journal was created`);
   out(`journal:  ${s.journal}`);
+  if (s.io) out(`io:       ${s.io.requests} kernel requests; passthrough ${s.io.passthrough ? `on (${s.io.passthroughOpens} opens)` : "off"}`);
 }
