@@ -658,6 +658,32 @@ describe.skipIf(!haveFuse)("semantics on a mount", () => {
     expect([body(P + "A/x"), body(P + "F/x"), body(P + "B"), body(P + "F/f")]).toEqual(["bx", "ax", "file", "a"]);
   }, 30_000);
 
+  test("the mount root's mode, owner and times are stored (a marker at the prefix's own key) and come back on the next mount", async () => {
+    const P = "sem-root/";
+    const m = await mountAt(P);
+    fs.writeFileSync(m.p("f"), "x");
+    fs.chmodSync(m.dir, 0o710);
+    if (isRoot) fs.chownSync(m.dir, 65534, 65534);
+    py(`utimens(${JSON.stringify(m.dir)}, 1_000_000_000_123_456_789, 1_100_000_000_987_654_321)`);
+    const before = statNs(m.dir);
+    expect(Number(before.mode) & 0o7777).toBe(0o710);
+    expect(before.mtimeNs).toBe(1_100_000_000_987_654_321n);
+    await unmountAt(m);
+    const marker = latest(P)!;
+    expect(marker.meta.type).toBe("dir");
+    expect(marker.meta.mode).toBe(0o710);
+    expect(marker.data).toBeNull();
+    // A fresh mount (a new cache directory: from Postgres, not the journal) shows the same root.
+    const again = await mountAt(P, { PGFILES_CACHE_DIR: fs.mkdtempSync(path.join(tmp, "cache-")) });
+    const after = statNs(again.dir);
+    expect(Number(after.mode) & 0o7777).toBe(0o710);
+    expect(after.mtimeNs).toBe(1_100_000_000_987_654_321n);
+    if (isRoot) expect([Number(after.uid), Number(after.gid)]).toEqual([65534, 65534]);
+    expect(fs.readdirSync(again.dir)).toEqual(["f"]);
+    await unmountAt(again);
+    expect(liveKeys(P)).toBe(`${P},${P}f`);
+  }, 30_000);
+
   test("symlink and readlink", async () => {
     const m = await mountAt("sem-link/");
     fs.writeFileSync(m.p("t.txt"), "target");

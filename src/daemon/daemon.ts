@@ -71,6 +71,8 @@ export async function runDaemon(o: DaemonOptions): Promise<UnmountResult> {
     log,
   });
 
+  await vfs.loadRoot();
+
   let mounted: Mounted;
   try {
     mounted = await fuseMount(o.mountpoint, { readOnly: config.readOnly });

@@ -62,15 +62,28 @@ export function removeRecord(mountpoint: string) {
   fs.rmSync(socketPath(mountpoint), { force: true });
 }
 
+/** How long the record of a daemon that failed to start is kept for the `mount` waiting to report it. */
+const FAILED_RECORD_KEEP_MS = 60_000;
+
+/** Every mount record of this user; records of daemons that are gone (killed with -9, crashed) are removed
+ * on the way, with their sockets. */
 export function allRecords(): MountRecord[] {
   const out: MountRecord[] = [];
-  for (const f of fs.readdirSync(runtimeDir())) {
+  const dir = runtimeDir();
+  for (const f of fs.readdirSync(dir)) {
     if (!f.endsWith(".json")) continue;
+    let r: MountRecord;
     try {
-      out.push(JSON.parse(fs.readFileSync(path.join(runtimeDir(), f), "utf8")) as MountRecord);
+      r = JSON.parse(fs.readFileSync(path.join(dir, f), "utf8")) as MountRecord;
     } catch {
-      // being rewritten
+      continue; // being rewritten
     }
+    if (!processAlive(r.pid) && (r.state !== "failed" || Date.now() - r.startedAt > FAILED_RECORD_KEEP_MS)) {
+      fs.rmSync(path.join(dir, f), { force: true });
+      fs.rmSync(path.join(dir, f.replace(/\.json$/, ".sock")), { force: true });
+      continue;
+    }
+    out.push(r);
   }
   return out;
 }

@@ -10,7 +10,7 @@ import type { Journal, NewVersion } from "../journal/journal.ts";
 import { KeyError, validateSegment } from "../keys.ts";
 import { contentTypeFor, MAX_FILE_SIZE, nowNs, type Meta, parseMeta, stampFromNs, tombstoneMeta } from "../meta.ts";
 import { isTransient, type Sql } from "../store/connect.ts";
-import { listChildren } from "../store/store.ts";
+import { latest, listChildren } from "../store/store.ts";
 import { localBody } from "./bodies.ts";
 import { Content } from "./content.ts";
 import { type FileStamp, type Kind, type Node, NodeTable, openSize } from "./nodes.ts";
@@ -48,6 +48,36 @@ export class PgVfs implements Vfs {
     this.stagingDir = path.join(this.j.dir, "staging", String(process.pid));
     fs.rmSync(this.stagingDir, { recursive: true, force: true });
     fs.mkdirSync(this.stagingDir, { recursive: true, mode: 0o700 });
+  }
+
+  /**
+   * The mount root's own attributes (chmod, chown, utimes of the mount point)
+   * live in a directory marker whose key is the prefix itself: read it once at
+   * mount, from the journal when pending, else from Postgres (skipped while it
+   * is away: the root then shows the defaults). An empty prefix has no key for
+   * the root, so its attributes stay in memory.
+   */
+  async loadRoot(): Promise<void> {
+    const key = this.o.prefix;
+    if (key === "") return;
+    const pending = this.j.pendingForKey(key).at(-1);
+    let found: { id: string; meta: Partial<Meta> } | null = null;
+    if (pending) {
+      if (pending.op !== "delete") found = { id: pending.id, meta: parseMeta(pending.meta) };
+    } else {
+      const sql = this.sql();
+      if (sql) {
+        try {
+          const v = await latest(sql, key);
+          if (v) found = { id: v.id, meta: parseMeta(v.meta) };
+        } catch (e) {
+          if (!isTransient(e)) throw e;
+        }
+      }
+    }
+    if (!found || found.meta.deleted || found.meta.type !== "dir") return;
+    NodeTable.apply(this.nodes.root, "dir", found.meta, found.id);
+    this.nodes.root.atimeNs = this.nodes.root.mtimeNs;
   }
 
   // ---- names, keys, nodes ----
@@ -341,7 +371,8 @@ export class PgVfs implements Vfs {
     if (n.open) {
       // The next close records the attributes with the content.
       n.open.dirty = true;
-    } else if (!n.unlinked && n.parent) {
+    } else if (!n.unlinked && (n.parent || this.o.prefix !== "")) {
+      // (The root too, as the marker at the prefix's own key: see loadRoot.)
       const v = this.metaOnlyVersion(n, removedTags);
       this.record([v]);
       n.id = v.op === "copy" || v.body ? v.id : n.id;
