@@ -7,8 +7,10 @@
 // open, a write, a read-back and an unlink (~170 µs of the daemon's time each,
 // docs/benchmarks.md). The journal stores bodies up to INLINE_MAX inline, so a
 // body that fits stays in memory until it is recorded.
+import { createHash, type Hash } from "node:crypto";
 import fs from "node:fs";
-import { INLINE_MAX } from "../journal/bodies.ts";
+import path from "node:path";
+import { fsyncDir, INLINE_MAX } from "../journal/bodies.ts";
 
 /** Private content up to this size is kept in memory; beyond it, in a staging file. */
 export const MEMORY_MAX = INLINE_MAX;
@@ -22,6 +24,10 @@ export class Content {
   private filePath = "";
   /** Shared with the journal or cache: read-only, never removed by us. */
   private sharedFlag: boolean;
+  /** sha256 of bytes [0, hashed) while every write so far continued where the last one ended (a file written
+   * front to back, as most are): the version's etag without reading the file again. null once broken. */
+  private hasher: Hash | null = null;
+  private hashed = 0;
 
   private constructor(
     /** Where this content goes if it has to become a private file. */
@@ -37,7 +43,9 @@ export class Content {
 
   /** Empty private content (a new file, or an O_TRUNC open). */
   static empty(stagingPath: string): Content {
-    return new Content(stagingPath, new Uint8Array(0), 0, false);
+    const c = new Content(stagingPath, new Uint8Array(0), 0, false);
+    c.hasher = createHash("sha256");
+    return c;
   }
 
   /** Read-only view of a body held in memory (the journal's or the cache's). */
@@ -67,6 +75,38 @@ export class Content {
     fs.copyFileSync(body.file, stagingPath);
     const c = new Content(stagingPath, null, 0, false);
     c.fd = fs.openSync(stagingPath, "r+");
+    c.filePath = stagingPath;
+    return c;
+  }
+
+  /** Private content copied from an open file descriptor (in memory when small). */
+  private static copyOfFd(stagingPath: string, from: number): Content {
+    const size = fs.fstatSync(from).size;
+    if (size <= MEMORY_MAX) {
+      const bytes = Buffer.allocUnsafe(size);
+      let n = 0;
+      while (n < size) {
+        const r = fs.readSync(from, bytes, n, size - n, n);
+        if (r === 0) break;
+        n += r;
+      }
+      return Content.copyOf(stagingPath, { bytes: bytes.subarray(0, n) }, n);
+    }
+    const to = fs.openSync(stagingPath, "w+", 0o600);
+    const chunk = Buffer.allocUnsafe(1 << 20);
+    try {
+      for (let pos = 0; ; ) {
+        const r = fs.readSync(from, chunk, 0, chunk.length, pos);
+        if (r === 0) break;
+        fs.writeSync(to, chunk, 0, r, pos);
+        pos += r;
+      }
+    } catch (e) {
+      fs.closeSync(to);
+      throw e;
+    }
+    const c = new Content(stagingPath, null, 0, false);
+    c.fd = to;
     c.filePath = stagingPath;
     return c;
   }
@@ -104,6 +144,10 @@ export class Content {
   /** Writes at any offset (a gap reads as zeros); private content only. */
   write(offset: number, data: Uint8Array): number {
     if (this.sharedFlag) throw new Error("write to shared content: privatize first");
+    if (this.hasher && offset === this.hashed) {
+      this.hasher.update(data);
+      this.hashed += data.length;
+    } else if (this.hasher && data.length > 0) this.hasher = null;
     const end = offset + data.length;
     if (this.buf && end > MEMORY_MAX) this.spill();
     if (!this.buf) return fs.writeSync(this.fd, data, 0, data.length, offset);
@@ -115,6 +159,10 @@ export class Content {
 
   truncate(size: number) {
     if (this.sharedFlag) throw new Error("truncate of shared content: privatize first");
+    if (size === 0) {
+      this.hasher = createHash("sha256");
+      this.hashed = 0;
+    } else if (size !== this.hashed) this.hasher = null;
     if (this.buf && size > MEMORY_MAX) this.spill();
     if (!this.buf) {
       fs.ftruncateSync(this.fd, size);
@@ -136,8 +184,10 @@ export class Content {
       this.write(0, bytes);
       return;
     }
+    // Copied through our fd, not the path: the journal may have evicted or removed that file meanwhile, and
+    // the open fd still holds its bytes. The bytes stay the same, and so does a running hash.
     const from = this.fd;
-    const c = Content.copyOf(this.stagingPath, { file: this.filePath }, fs.fstatSync(from).size);
+    const c = Content.copyOfFd(this.stagingPath, from);
     fs.closeSync(from);
     this.buf = c.buf;
     this.len = c.len;
@@ -154,6 +204,28 @@ export class Content {
     this.filePath = this.stagingPath;
     this.buf = null;
     this.len = 0;
+  }
+
+  /** sha256 (hex) of the content when the writes so far allow knowing it without reading it, else null. */
+  knownSha256(size: number): string | null {
+    return this.hasher && this.hashed === size ? this.hasher.copy().digest("hex") : null;
+  }
+
+  /**
+   * Gives a private staging file to the journal as a version's body file
+   * (`dest`, in the journal's blobs/ on the same filesystem): a rename, not a
+   * copy. The content then reads from there, shared, and the next write makes
+   * a private copy again. Durable: the file and the directory entry are
+   * fsynced. False when the content is not a private file (nothing done).
+   */
+  handOver(dest: string, durable: boolean): boolean {
+    if (this.sharedFlag || this.fd < 0) return false;
+    if (durable) fs.fsyncSync(this.fd);
+    fs.renameSync(this.filePath, dest);
+    if (durable) fsyncDir(path.dirname(dest));
+    this.filePath = dest;
+    this.sharedFlag = true;
+    return true;
   }
 
   /** Forces the content's file to disk (memory content has none). */

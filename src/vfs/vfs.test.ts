@@ -254,6 +254,42 @@ describe("vfs", () => {
     expect(q(`SELECT string_agg(encode(substring(data FROM 1 FOR 3), 'hex'), ',' ORDER BY (meta->>'version')::int) FROM pgfiles WHERE key = 'v11/big.bin'`)).toBe("070707,6e6577");
   });
 
+  test("a large file's staging file becomes its body file at fsync (no copy); writes after it copy again; bytes and hashes stay right", async () => {
+    const { vfs, flush, journal } = mount("v13/");
+    const staging = path.join(journal.dir, "staging", String(process.pid));
+    const { attr, opened } = await vfs.create(1n, "big.bin", 0o644, O_WRONLY, who);
+    const ino = attr.ino;
+    const part1 = Buffer.alloc(300 * 1024, 1);
+    await vfs.write(ino, opened.fh, 0, part1.subarray(0, 100_000), who);
+    await vfs.write(ino, opened.fh, 100_000, part1.subarray(100_000), who); // front to back: hashed on the way
+    await vfs.fsync(ino, opened.fh);
+    expect(fs.readdirSync(staging)).toEqual([]); // handed over to the journal, not copied
+    const v1 = journal.pendingForKey("v13/big.bin")[0];
+    expect(fs.readFileSync(journal.bodies.pathOf(v1.body_file!)).equals(part1)).toBe(true);
+    // Still open: a write now must not change the recorded body.
+    await vfs.write(ino, opened.fh, 10, Buffer.from("XY"), who);
+    expect(fs.readdirSync(staging).length).toBe(1);
+    expect(fs.readFileSync(journal.bodies.pathOf(v1.body_file!)).equals(part1)).toBe(true);
+    await vfs.flush(ino, opened.fh, who);
+    await vfs.release(ino, opened.fh);
+    const part2 = Buffer.from(part1);
+    part2.write("XY", 10);
+    await flush();
+    const sha = (b: Buffer) => new Bun.CryptoHasher("sha256").update(b).digest("hex");
+    expect(q(`SELECT string_agg(encode(sha256(data), 'hex') || '=' || (meta->>'etag'), ',' ORDER BY (meta->>'version')::int) FROM pgfiles WHERE key = 'v13/big.bin'`)).toBe(
+      `${sha(part1)}=${sha(part1)},${sha(part2)}=${sha(part2)}`,
+    );
+    // A reader of the cached body keeps its bytes even after the cache drops the file; a writer then copies
+    // through the open descriptor.
+    const r = await vfs.open(ino, O_RDONLY, who);
+    journal.clearCache();
+    const w = await vfs.open(ino, O_RDWR, who);
+    await vfs.write(ino, w.fh, 0, Buffer.from("Z"), who);
+    expect(Buffer.from(await vfs.read(ino, r.fh, 0, 12)).toString("latin1")).toBe("Z\x01\x01\x01\x01\x01\x01\x01\x01\x01XY");
+    await vfs.release(ino, w.fh);
+    await vfs.release(ino, r.fh);
+  });
+
   test("a small file is read from memory; a writer's changes reach a reader opened before it", async () => {
     const { vfs, flush, journal } = mount("v12/");
     const ino = await writeFile(vfs, 1n, "small.txt", "0123456789");

@@ -5,7 +5,7 @@
 import { createHash } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
-import { INLINE_MAX, type StagedBody } from "../journal/bodies.ts";
+import { fsyncDir, INLINE_MAX, type StagedBody } from "../journal/bodies.ts";
 import type { Journal, NewVersion } from "../journal/journal.ts";
 import { KeyError, validateSegment } from "../keys.ts";
 import { contentTypeFor, MAX_FILE_SIZE, nowNs, type Meta, parseMeta, stampFromNs, tombstoneMeta } from "../meta.ts";
@@ -270,15 +270,21 @@ export class PgVfs implements Vfs {
       const bytes = content.bytes ?? fs.readFileSync(content.file!);
       body = { inline: bytes, size: bytes.length, etag: createHash("sha256").update(bytes).digest("hex") };
     } else {
-      if (durable) content.fsync();
       const dest = this.j.bodies.pathOf(id);
-      fs.copyFileSync(content.file!, dest);
-      if (durable) {
-        const fd = fs.openSync(dest, "r");
-        fs.fsyncSync(fd);
-        fs.closeSync(fd);
+      const etag = content.knownSha256(size);
+      // The staging file itself becomes the body file (a rename; the next write copies it again), unless the
+      // kernel writes it directly (passthrough: the backing file must stay) or it is someone else's file.
+      if (open.passthrough || !content.handOver(dest, durable)) {
+        if (durable) content.fsync();
+        fs.copyFileSync(content.file!, dest);
+        if (durable) {
+          const fd = fs.openSync(dest, "r");
+          fs.fsyncSync(fd);
+          fs.closeSync(fd);
+          fsyncDir(path.dirname(dest));
+        }
       }
-      body = { file: id, size, etag: sha256File(dest) };
+      body = { file: id, size, etag: etag ?? sha256File(dest) };
     }
     node.size = size;
     this.record([{ id, key: this.key(node), op: "put", meta: this.meta(node, { size, etag: body.etag }), body }], durable);
@@ -688,7 +694,9 @@ export class PgVfs implements Vfs {
     if (offset + data.length > MAX_FILE_SIZE) throw new VfsError(Errno.EFBIG, "file larger than pgfiles can store");
     let n: number;
     try {
-      n = h.node.open!.content.write(offset, data);
+      const content = h.node.open!.content;
+      content.privatize(); // after a version handed the staging file to the journal
+      n = content.write(offset, data);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === "ENOSPC") throw new VfsError(Errno.ENOSPC, "cache disk full");
       throw e;
