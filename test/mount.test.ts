@@ -194,6 +194,26 @@ EOF
     expect(q(`SELECT convert_from(p.data, 'UTF8') FROM pgfiles_head h JOIN pgfiles p ON p.id = h.id WHERE h.key = 'two/shared.txt'`)).toBe("AAA....BBB");
   }, 60_000);
 
+  test("status from inside the mount: pending versions, then flushed ones with a flush rate and the kernel session's counters", async () => {
+    const { dir, env } = await mountAt("rate/");
+    for (let i = 0; i < 40; i++) fs.writeFileSync(path.join(dir, `f${i}`), `file ${i}`);
+    let st: any = null;
+    for (let i = 0; i < 50; i++) {
+      const r = await run(["status", "--json"], { ...env, PWD: dir }, undefined, dir);
+      st = JSON.parse(r.stdout);
+      if (r.code === 0 && st.flushRate.windowSec >= 1) break;
+      await Bun.sleep(200);
+    }
+    expect(st.pending.versions).toBe(0);
+    expect(st.flushed.versions).toBeGreaterThanOrEqual(40);
+    expect(st.flushRate.versionsPerSec).toBeGreaterThan(0);
+    expect(st.io.requests).toBeGreaterThan(40);
+    const text = (await ok(["status"], { ...env, PWD: dir }, undefined, 0, dir)).stdout;
+    expect(text).toMatch(/rate: +[\d.]+ versions\/s/);
+    expect(text).toMatch(/io: +\d+ kernel requests/);
+    await unmountAt(dir, env);
+  }, 60_000);
+
   test("kill -9 of the daemon: the stale mount is reclaimed by the next mount and every closed file is there", async () => {
     const { dir, env } = await mountAt("crash/");
     const files = new Map<string, Buffer>();

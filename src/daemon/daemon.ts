@@ -12,7 +12,7 @@ import { Flusher } from "../sync/flusher.ts";
 import { PgVfs } from "../vfs/vfs.ts";
 import { serve, type Request } from "./control.ts";
 import { type MountRecord, removeRecord, socketPath, writeRecord } from "./registry.ts";
-import { journalStatus } from "./status.ts";
+import { FlushRate, journalStatus } from "./status.ts";
 
 export interface DaemonOptions {
   config: Config;
@@ -109,6 +109,9 @@ export async function runDaemon(o: DaemonOptions): Promise<UnmountResult> {
   // the kernel. Closed files are durable in the journal meanwhile.
   const background = flusher.run({ intervalMs: 1000 });
 
+  const rate = new FlushRate(journal);
+  rate.sample();
+  const sampler = setInterval(() => rate.sample(), 1000);
   let shuttingDown: Promise<UnmountResult> | null = null;
   let finished!: (r: UnmountResult) => void;
   const done = new Promise<UnmountResult>((resolve) => (finished = resolve));
@@ -116,6 +119,7 @@ export async function runDaemon(o: DaemonOptions): Promise<UnmountResult> {
     shuttingDown ??= (async () => {
       log.info("unmounting");
       clearInterval(probe);
+      clearInterval(sampler);
       await background.stop();
       vfs.commitAll();
       // Unmount first: after this no new writes can arrive.
@@ -159,7 +163,7 @@ export async function runDaemon(o: DaemonOptions): Promise<UnmountResult> {
           { server: dsnHost(o.dsn), online: flusher.state !== "offline" && (online || flusher.state === "online"), reason: flusher.lastError },
         );
         const io = session.stats();
-        return { ...st, io: { requests: io.requests, passthrough: io.passthrough, passthroughOpens: io.passthroughOpens } };
+        return { ...st, flushRate: rate.current(), io: { requests: io.requests, passthrough: io.passthrough, passthroughOpens: io.passthroughOpens } };
       }
       case "cache-stats":
         return journal.stats();

@@ -44,6 +44,7 @@ function print(s: Status, json: boolean) {
   for (const h of s.pending.held) out(`held:     ${h.key}: ${h.reason}`);
   out(`cache:    ${formatSize(s.cache.bytes)} of ${formatSize(s.cache.maxBytes)}, hit rate ${s.cache.hitRate === null ? "n/a" : `${(s.cache.hitRate * 100).toFixed(1)}%`}`);
   out(`flushed:  ${s.flushed.versions} versions, ${formatSize(s.flushed.bytes)} since the journal was created`);
+  if (s.flushRate) out(`rate:     ${s.flushRate.versionsPerSec} versions/s, ${formatSize(s.flushRate.bytesPerSec)}/s over the last ${s.flushRate.windowSec} s`);
   out(`journal:  ${s.journal}`);
   if (s.io) out(`io:       ${s.io.requests} kernel requests; passthrough ${s.io.passthrough ? `on (${s.io.passthroughOpens} opens)` : "off"}`);
 }
