@@ -19,6 +19,9 @@ import {
   type Vfs, VfsError,
 } from "./types.ts";
 
+/** What the kernel must forget after a remote change: a name in a directory, or an inode's attributes and pages. */
+export type Invalidation = { parent: bigint; name: string } | { ino: bigint };
+
 export interface VfsOptions {
   journal: Journal;
   /** Returns the pool, or null while Postgres is unreachable. */
@@ -135,6 +138,49 @@ export class PgVfs implements Vfs {
     const p = this.reload(dir).finally(() => this.reloading.delete(dir));
     this.reloading.set(dir, p);
     return p;
+  }
+
+  /**
+   * Versions another writer stored (from the change follower, src/sync/follower.ts):
+   * reloads every loaded directory they touch and says which kernel entries and
+   * inodes to invalidate. Changes this mount made itself (the node already shows
+   * that version) and changes under directories nobody listed are skipped.
+   */
+  async remoteChanges(changes: { key: string; id: string; deleted: boolean }[]): Promise<Invalidation[]> {
+    const touched = new Map<Node, Set<string>>();
+    for (const c of changes) {
+      if (!c.key.startsWith(this.o.prefix)) continue;
+      const rel = c.key.slice(this.o.prefix.length);
+      if (rel === "") continue; // the root's marker: its attributes are read at mount
+      const parts = (rel.endsWith("/") ? rel.slice(0, -1) : rel).split("/");
+      let dir = this.nodes.root;
+      let i = 0;
+      for (; i < parts.length - 1; i++) {
+        const next = dir.children?.get(parts[i]);
+        if (!next || next.kind !== "dir" || !next.children) break;
+        dir = next;
+      }
+      if (!dir.children) continue; // never listed: nothing of it is cached here or in the kernel
+      const name = parts[i];
+      const node = dir.children.get(name);
+      const exact = i === parts.length - 1;
+      if (exact && node && node.id === c.id) continue; // this mount's own version
+      if (exact && !node && c.deleted) continue; // gone here already
+      let names = touched.get(dir);
+      if (!names) touched.set(dir, (names = new Set()));
+      names.add(name);
+    }
+    const out: Invalidation[] = [];
+    for (const [dir, names] of touched) {
+      await this.reloading.get(dir)?.catch(() => {});
+      await this.reload(dir);
+      for (const name of names) {
+        out.push({ parent: dir.ino, name });
+        const n = dir.children?.get(name);
+        if (n && !n.open && n.kind !== "dir") out.push({ ino: n.ino });
+      }
+    }
+    return out;
   }
 
   /** Lists a directory from Postgres and lays the journal's pending versions over it. */
