@@ -1,0 +1,180 @@
+// Durability on a mount, by killing things: the daemon (kill -9) at random
+// moments of a writing workload, PostgreSQL (immediate shutdown) while the
+// journal drains, and Postgres away in the middle of a workload. The writer
+// records a file only after fsync(file) and fsync(dir); every recorded file
+// must come back byte for byte, from the warm cache, with the cache cleared,
+// and in Postgres after the flush. Bounded here (a few rounds, seconds each);
+// bench/crash.ts runs the long version by hand.
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { createHash } from "node:crypto";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { cleanEnv, ok, run, type CliEnv } from "./harness/cli.ts";
+import { canMount as haveFuse } from "./harness/fuse.ts";
+import { startCluster, type Cluster } from "./harness/postgres.ts";
+
+let pg: Cluster;
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "pgfiles-dur-"));
+const mounted = new Map<string, CliEnv>();
+const PY = fs.existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
+
+beforeAll(async () => {
+  pg = await startCluster();
+  await ok(["init"], cleanEnv({ PGFILES_DSN: pg.dsn }));
+});
+afterEach(() => {
+  for (const dir of mounted.keys()) Bun.spawnSync({ cmd: ["umount", "-l", dir], stderr: "ignore" });
+  mounted.clear();
+});
+afterAll(async () => {
+  await pg?.destroy();
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+// The writer: files of 1 B to 400 KiB (inline and file bodies), each fsynced with its directory before it is
+// appended (and fsynced) to a log outside the mount. It stops at the first error (the daemon is gone).
+const WRITER = String.raw`
+import hashlib, os, random, sys
+mnt, log, tag = sys.argv[1], sys.argv[2], sys.argv[3]
+d = os.path.join(mnt, "w")
+os.makedirs(d, exist_ok=True)
+lf = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+dfd = os.open(d, os.O_RDONLY)
+i = 0
+try:
+    while True:
+        name = "%s-%05d.bin" % (tag, i)
+        data = os.urandom(random.choice([1, 100, 5000, 131072, 131073, 400000]))
+        fd = os.open(os.path.join(d, name), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.write(fd, data)
+        os.fsync(fd)
+        os.close(fd)
+        os.fsync(dfd)
+        os.write(lf, ("w/%s %s\n" % (name, hashlib.sha256(data).hexdigest())).encode())
+        os.fsync(lf)
+        i += 1
+except OSError as e:
+    sys.exit(0)
+`;
+
+function recorded(log: string): Map<string, string> {
+  const out = new Map<string, string>();
+  if (!fs.existsSync(log)) return out;
+  for (const line of fs.readFileSync(log, "utf8").split("\n")) {
+    const [name, sha] = line.split(" ");
+    if (name && sha) out.set(name, sha);
+  }
+  return out;
+}
+
+const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
+
+describe.skipIf(!haveFuse)("durability on a mount", () => {
+  test("kill -9 of the daemon at random moments: every fsynced file is back, warm, with the cache cleared, and in Postgres", async () => {
+    const prefix = "dur-kill/";
+    const dir = fs.mkdtempSync(path.join(tmp, "mnt-"));
+    const env = cleanEnv({ PGFILES_DSN: pg.dsn, PGFILES_PREFIX: prefix, PGFILES_CACHE_DIR: fs.mkdtempSync(path.join(tmp, "cache-")) });
+    const log = path.join(tmp, "kill.log");
+    const writer = path.join(tmp, "writer.py");
+    fs.writeFileSync(writer, WRITER);
+    const rounds = Number(process.env.CRASH_ROUNDS ?? 4);
+    for (let round = 0; round < rounds; round++) {
+      await ok(["mount", dir], env);
+      mounted.set(dir, env);
+      const pid = Number(JSON.parse((await ok(["where", "--json"], { ...env, PWD: dir }, undefined, 0, dir)).stdout).mount.pid);
+      const w = Bun.spawn({ cmd: [PY, writer, dir, log, `r${round}`], stdout: "ignore", stderr: "pipe" });
+      await Bun.sleep(300 + Math.floor(Math.random() * 1200));
+      process.kill(pid, "SIGKILL");
+      await w.exited;
+      // The stale mount is reclaimed by the next round's mount (or the verification mount below).
+    }
+    const files = recorded(log);
+    expect(files.size).toBeGreaterThan(rounds); // the writer got somewhere each time
+
+    const check = async (what: string) => {
+      const bad: string[] = [];
+      for (const [name, want] of files) {
+        let got = "missing";
+        try {
+          got = sha(fs.readFileSync(path.join(dir, name)));
+        } catch (e) {
+          got = (e as NodeJS.ErrnoException).code ?? "error";
+        }
+        if (got !== want) bad.push(`${name}: ${got}`);
+      }
+      expect(`${what}: ${bad.length} of ${files.size} wrong ${bad.slice(0, 5).join(", ")}`).toBe(`${what}: 0 of ${files.size} wrong `);
+    };
+    await ok(["mount", dir], env);
+    mounted.set(dir, env);
+    await check("warm cache");
+    // Clearing the cache never drops what is pending; what was flushed comes from Postgres now.
+    await ok(["cache", "clear"], { ...env, PWD: dir }, undefined, 0, dir);
+    await ok(["unmount", dir], env);
+    await ok(["mount", dir], env);
+    await check("cache cleared");
+    await ok(["unmount", dir], env);
+    mounted.delete(dir);
+
+    const inPg = new Map<string, string>();
+    for (const line of pg.psql(`SELECT h.key || ' ' || encode(sha256(p.data), 'hex') FROM pgfiles_head h JOIN pgfiles p ON p.id = h.id WHERE h.key LIKE '${prefix}w/%' AND NOT h.deleted`).split("\n")) {
+      const [key, s] = line.split(" ");
+      if (key) inPg.set(key.slice(prefix.length), s);
+    }
+    const lost = [...files].filter(([name, s]) => inPg.get(name) !== s).map(([name]) => name);
+    expect(lost).toEqual([]);
+    console.log(`[crash] ${rounds} kill -9 rounds: ${files.size} files fsynced and recorded, ${files.size - lost.length} verified, ${lost.length} lost`);
+  }, 120_000);
+
+  test("Postgres away in the middle of a workload: writes go on, status says offline and counts pending, and the journal drains on its own", async () => {
+    const prefix = "dur-outage/";
+    const dir = fs.mkdtempSync(path.join(tmp, "mnt-"));
+    const env = cleanEnv({ PGFILES_DSN: pg.dsn, PGFILES_PREFIX: prefix });
+    await ok(["mount", dir], env);
+    mounted.set(dir, env);
+    const files = new Map<string, Buffer>();
+    const write = (n: number) => {
+      for (let i = 0; i < n; i++) {
+        const name = `f${files.size}.bin`;
+        const b = Buffer.from(crypto.getRandomValues(new Uint8Array(1 + ((files.size * 7919) % 200_000))));
+        fs.writeFileSync(path.join(dir, name), b);
+        files.set(name, b);
+      }
+    };
+    write(30);
+    await pg.stop("immediate"); // a crash, in the middle of whatever the flusher was doing
+    try {
+      write(60);
+      fs.mkdirSync(path.join(dir, "sub"));
+      fs.renameSync(path.join(dir, "f0.bin"), path.join(dir, "sub/moved.bin"));
+      files.set("sub/moved.bin", files.get("f0.bin")!);
+      files.delete("f0.bin");
+      let st: any = null;
+      for (let i = 0; i < 40; i++) {
+        const r = await run(["status", "--json"], { ...env, PWD: dir }, undefined, dir);
+        st = JSON.parse(r.stdout);
+        if (r.code === 3) break;
+        await Bun.sleep(250);
+      }
+      expect(st.postgres.online).toBe(false);
+      expect(st.pending.versions).toBeGreaterThan(0);
+      for (const [name, b] of files) expect(fs.readFileSync(path.join(dir, name)).equals(b)).toBe(true);
+    } finally {
+      await pg.start();
+    }
+    // No command needed: the mount notices and drains.
+    let code = -1;
+    for (let i = 0; i < 120 && code !== 0; i++) {
+      await Bun.sleep(250);
+      code = (await run(["status"], { ...env, PWD: dir }, undefined, dir)).code;
+    }
+    expect(code).toBe(0);
+    for (const [name, b] of files) {
+      const got = pg.psql(`SELECT encode(sha256(p.data), 'hex') FROM pgfiles_head h JOIN pgfiles p ON p.id = h.id WHERE h.key = '${prefix}${name}' AND NOT h.deleted`);
+      expect(`${name} ${got}`).toBe(`${name} ${sha(b)}`);
+    }
+    expect(pg.psql(`SELECT deleted FROM pgfiles_head WHERE key = '${prefix}f0.bin'`)).toBe("t");
+    await ok(["unmount", dir], env);
+    mounted.delete(dir);
+  }, 120_000);
+});
