@@ -6,7 +6,19 @@ import pino, { type Logger } from "pino";
 export type { Logger };
 
 export function createLogger(level: string, file?: string): Logger {
-  const dest = pino.destination({ dest: file ?? 2, sync: true, mkdir: true });
+  const sonic = pino.destination({ dest: file ?? 2, sync: true, mkdir: true });
+  // A log line must never take a request down with it: on a full disk (the daemon's log often sits in the
+  // cache directory that just filled up) or a closed stderr the line is dropped, not thrown at the caller,
+  // which may be in the middle of answering the kernel.
+  const dest = {
+    write(line: string): boolean {
+      try {
+        return sonic.write(line);
+      } catch {
+        return true;
+      }
+    },
+  };
   return pino(
     {
       level,

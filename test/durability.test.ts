@@ -126,6 +126,77 @@ describe.skipIf(!haveFuse)("durability on a mount", () => {
     console.log(`[crash] ${rounds} kill -9 rounds: ${files.size} files fsynced and recorded, ${files.size - lost.length} verified, ${lost.length} lost`);
   }, 120_000);
 
+  test.skipIf(process.getuid?.() !== 0)("a full cache disk: clean cached data goes first, then ENOSPC without losing anything closed, and writing works again once the journal drained", async () => {
+    const prefix = "dur-full/";
+    const cacheDir = fs.mkdtempSync(path.join(tmp, "tmpfs-"));
+    const tm = Bun.spawnSync({ cmd: ["mount", "-t", "tmpfs", "-o", "size=40m,mode=0755", "tmpfs", cacheDir], stderr: "pipe" });
+    expect(tm.exitCode).toBe(0);
+    const dir = fs.mkdtempSync(path.join(tmp, "mnt-"));
+    const env = cleanEnv({ PGFILES_DSN: pg.dsn, PGFILES_PREFIX: prefix, PGFILES_CACHE_DIR: cacheDir, PGFILES_LOG_FILE: path.join(tmp, "full.log") });
+    const files = new Map<string, Buffer>();
+    const put = (name: string, size: number) => {
+      const b = Buffer.alloc(size);
+      for (let off = 0; off < size; off += 65536) b.set(crypto.getRandomValues(new Uint8Array(Math.min(65536, size - off))), off);
+      fs.writeFileSync(path.join(dir, name), b);
+      files.set(name, b);
+    };
+    const drained = async () => {
+      for (let i = 0; i < 200; i++) {
+        if ((await run(["status"], { ...env, PWD: dir }, undefined, dir)).code === 0) return;
+        await Bun.sleep(100);
+      }
+      throw new Error("the journal did not drain");
+    };
+    let pgDown = false;
+    try {
+      await ok(["mount", dir], env);
+      mounted.set(dir, env);
+      // 20 MiB of flushed, clean, cached bodies.
+      for (let i = 0; i < 20; i++) put(`clean${i}.bin`, 1 << 20);
+      await drained();
+      // 24 MiB more only fit once clean data is evicted: no error for the writer.
+      put("big.bin", 24 << 20);
+      expect(fs.readFileSync(path.join(dir, "big.bin")).equals(files.get("big.bin")!)).toBe(true);
+      await drained();
+      // Postgres away: nothing becomes clean, so the disk fills with pending data until the writer gets ENOSPC.
+      await pg.stop();
+      pgDown = true;
+      let err = "";
+      for (let i = 0; i < 80 && !err; i++) {
+        try {
+          put(`pending${i}.bin`, 1 << 20);
+        } catch (e) {
+          err = (e as NodeJS.ErrnoException).code ?? String(e);
+        }
+      }
+      expect(err).toBe("ENOSPC");
+      // Every closed file written meanwhile reads back (the one whose write or close failed is not in `files`).
+      // Clean files evicted to make room come from Postgres, so they wait until it is back.
+      const pendingNames = [...files.keys()].filter((n) => n.startsWith("pending"));
+      expect(pendingNames.length).toBeGreaterThan(0);
+      expect(pendingNames.filter((n) => !fs.readFileSync(path.join(dir, n)).equals(files.get(n)!))).toEqual([]);
+      await pg.start();
+      pgDown = false;
+      await drained();
+      expect([...files.keys()].filter((n) => !fs.readFileSync(path.join(dir, n)).equals(files.get(n)!))).toEqual([]);
+      put("after.bin", 1 << 20); // room again: the drained versions are clean now
+      await ok(["unmount", dir], env);
+      mounted.delete(dir);
+      const bad: string[] = [];
+      for (const [name, b] of files) {
+        if (!name.startsWith("pending") && !name.startsWith("after") && !name.startsWith("big")) continue;
+        const got = pg.psql(`SELECT encode(sha256(p.data), 'hex') FROM pgfiles_head h JOIN pgfiles p ON p.id = h.id WHERE h.key = '${prefix}${name}'`);
+        if (got !== sha(b)) bad.push(name);
+      }
+      expect(bad).toEqual([]);
+    } finally {
+      if (pgDown) await pg.start();
+      Bun.spawnSync({ cmd: ["umount", "-l", dir], stderr: "ignore" });
+      Bun.spawnSync({ cmd: ["umount", "-l", cacheDir], stderr: "ignore" });
+      if (process.env.SHOW_LOG) console.log(fs.readFileSync(path.join(tmp, "full.log"), "utf8").slice(-3000));
+    }
+  }, 120_000);
+
   test("Postgres away in the middle of a workload: writes go on, status says offline and counts pending, and the journal drains on its own", async () => {
     const prefix = "dur-outage/";
     const dir = fs.mkdtempSync(path.join(tmp, "mnt-"));

@@ -90,12 +90,17 @@ export async function runDaemon(o: DaemonOptions): Promise<UnmountResult> {
 
   // While Postgres is (or was last seen) away, probe it every few seconds so
   // reads go back to it as soon as it returns, even with nothing to flush.
+  let background: ReturnType<Flusher["run"]> | undefined;
   const probe = setInterval(async () => {
     if (online && flusher.state !== "offline") return;
     try {
       await checkSchema(sql);
       online = true;
-      if (flusher.state === "offline") flusher.state = "online";
+      if (flusher.state === "offline") {
+        flusher.state = "online";
+        // Back: drain now rather than at the end of the flusher's backoff (up to 30 s).
+        background?.poke();
+      }
     } catch {
       online = false;
     }
@@ -110,7 +115,7 @@ export async function runDaemon(o: DaemonOptions): Promise<UnmountResult> {
   // that answers the kernel. Each round takes everything recorded until then in
   // as few transactions as possible; closed files are durable in the journal
   // meanwhile, and other mounts see them within about half a second.
-  const background = flusher.run({ intervalMs: 250 });
+  background = flusher.run({ intervalMs: 250 });
 
   // Other mounts' (and plain SQL's) changes: LISTEN, read the changed head rows,
   // reload those directories and drop what the kernel cached of them. PgBouncer in
@@ -139,7 +144,7 @@ export async function runDaemon(o: DaemonOptions): Promise<UnmountResult> {
       clearInterval(probe);
       clearInterval(sampler);
       await follower.stop();
-      await background.stop();
+      await background?.stop();
       vfs.commitAll();
       // Unmount first: after this no new writes can arrive.
       await fuseUnmount(mounted.mountpoint).catch((e) => log.warn({ err: (e as Error).message }, "unmount failed"));

@@ -510,6 +510,15 @@ export function startSession(opts: SessionOptions): Session {
     return EIO;
   }
 
+  /** errnoOf, but whatever happens while classifying (or logging) the error, the kernel gets an answer. */
+  function safeErrno(e: unknown, r: Req): number {
+    try {
+      return errnoOf(e, r);
+    } catch {
+      return EIO;
+    }
+  }
+
   function send(fd: number, r: Req, reply: Buffer) {
     inflight.delete(r.h.unique);
     if (closed) {
@@ -581,12 +590,15 @@ export function startSession(opts: SessionOptions): Session {
     try {
       p = handler(r);
     } catch (e) {
-      send(fd, r, C.errorReply(h.unique, errnoOf(e, r)));
+      send(fd, r, C.errorReply(h.unique, safeErrno(e, r)));
       return;
     }
     p.then(
       (reply) => send(fd, r, reply),
-      (e) => send(fd, r, C.errorReply(h.unique, errnoOf(e, r))),
+      (e) => {
+        // Whatever happens while classifying the error, the kernel gets an answer.
+        send(fd, r, C.errorReply(h.unique, safeErrno(e, r)));
+      },
     );
   }
 

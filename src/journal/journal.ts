@@ -1,6 +1,7 @@
 // The journal: versions recorded locally before Postgres has them, the data
 // cache and the metadata cache. The only code that speaks SQL to SQLite.
 import type { Database } from "bun:sqlite";
+import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { PgfilesError } from "../errors.ts";
@@ -66,6 +67,8 @@ export interface JournalOptions {
 }
 
 const LEASE_MS = 30_000;
+/** Disk space held back for the flusher (see ensureReserve). */
+const RESERVE_BYTES = 4 * 1024 * 1024;
 
 export class Journal {
   readonly dir: string;
@@ -136,9 +139,11 @@ export class Journal {
         }
       });
     } catch (e) {
-      // The rows did not commit: their body files are orphans now.
-      for (const v of versions) if (v.body?.file) this.bodies.remove(v.body.file);
-      if (/SQLITE_FULL|disk is full/i.test(String(e))) {
+      const full = isDiskFull(e);
+      // The rows did not commit: their body files are orphans now. On a full disk they stay for the caller's
+      // retry after it made room (collectGarbage removes them at the next start if that fails too).
+      if (!full) for (const v of versions) if (v.body?.file) this.bodies.remove(v.body.file);
+      if (full) {
         throw new PgfilesError(`The cache directory's disk is full (${this.dir}); free space and try again.`, { errno: "ENOSPC", cause: e });
       }
       throw e;
@@ -253,6 +258,57 @@ export class Journal {
     this.evict();
   }
 
+  /**
+   * markFlushed on a full cache disk (its transaction needs room in the WAL, and
+   * caching inline bodies needs more): make room by evicting clean bodies and try
+   * again; if it is still full, drop the local copies of these versions (Postgres
+   * has them now) without caching them — files first, since removing them is what
+   * frees space. A version whose pending row survives a failed DELETE is skipped
+   * by the next flush (its id is stored), so nothing is sent twice or lost.
+   */
+  markFlushedOnFullDisk(rows: PendingRow[], stored: Map<string, { version: number; meta: string }>) {
+    this.evictForSpace(64 * 1024 * 1024);
+    try {
+      this.markFlushed(rows, stored);
+      return;
+    } catch (e) {
+      if (!isDiskFull(e)) throw e;
+    }
+    for (const r of rows) if (r.body_file) this.bodies.remove(r.body_file);
+    const del = this.db.query("DELETE FROM pending WHERE id = $id");
+    this.immediate(() => {
+      for (const r of rows) del.run({ id: r.id });
+    });
+    this.flushGeneration++;
+  }
+
+  /**
+   * Room kept back for the flusher: a file of RESERVE_BYTES in the journal
+   * directory. When writers have filled the disk with pending versions, SQLite
+   * cannot write even the flush lease, and the only way out — flushing, after
+   * which the data is clean and can be evicted — would be stuck. The flusher then
+   * deletes the reserve, flushes, and it is put back once there is room.
+   */
+  ensureReserve() {
+    const file = path.join(this.dir, "reserve");
+    try {
+      if (fs.existsSync(file)) return;
+      const st = fs.statfsSync(this.dir);
+      if (st.bavail * st.bsize < 4 * RESERVE_BYTES) return;
+      fs.writeFileSync(file, Buffer.alloc(RESERVE_BYTES), { mode: 0o600 });
+    } catch {
+      fs.rmSync(file, { force: true });
+    }
+  }
+
+  /** Gives the reserve up (true if there was one). */
+  releaseReserve(): boolean {
+    const file = path.join(this.dir, "reserve");
+    if (!fs.existsSync(file)) return false;
+    fs.rmSync(file, { force: true });
+    return true;
+  }
+
   /** Postgres rejected these versions for good: keep them, out of the flow, with the reason. */
   hold(rows: PendingRow[], reason: string) {
     this.immediate(() => {
@@ -307,6 +363,16 @@ export class Journal {
     const r = this.db.query("SELECT body, body_file, size, last_used FROM data_cache WHERE id = $id").get({ id }) as
       | { body: Uint8Array | null; body_file: string | null; size: number; last_used: number }
       | null;
+    if (r && r.body_file && !fs.existsSync(this.bodies.pathOf(r.body_file))) {
+      // Its file was evicted to make room on a full disk, but the row could not be removed then.
+      try {
+        this.db.query("DELETE FROM data_cache WHERE id = $id").run({ id });
+      } catch {
+        // still full: a miss all the same
+      }
+      this.countLater("cache_misses");
+      return null;
+    }
     if (r) {
       if (r.last_used <= Date.now() - this.lruGranularityMs) this.db.query("UPDATE data_cache SET last_used = $now WHERE id = $id").run({ id, now: this.tick() });
       this.countLater("cache_hits");
@@ -356,6 +422,49 @@ export class Journal {
     });
     for (const v of victims) if (v.body_file) this.bodies.remove(v.body_file);
     return victims.length;
+  }
+
+  /**
+   * The cache disk is full: evicts clean cached bodies (Postgres has them), least
+   * recently used first, until `wantFree` bytes are free on that filesystem or
+   * nothing clean is left. Returns how many it evicted. Pending versions are
+   * never touched.
+   */
+  evictForSpace(wantFree: number): number {
+    let evicted = 0;
+    const free = () => {
+      const st = fs.statfsSync(this.dir);
+      return st.bavail * st.bsize;
+    };
+    const page = this.db.query("SELECT id, size, body_file FROM data_cache ORDER BY last_used, id LIMIT 64");
+    const del = this.db.query("DELETE FROM data_cache WHERE id = $id");
+    const seen = new Set<string>();
+    while (free() < wantFree) {
+      const victims = (page.all() as { id: string; size: number; body_file: string | null }[]).filter((v) => !seen.has(v.id));
+      if (victims.length === 0) break;
+      // Files first: removing them is what frees space, and the rows' DELETE itself needs room in the WAL. A
+      // row whose file is gone reads as a miss (see cached()), so a DELETE that still fails loses nothing.
+      for (const v of victims) {
+        seen.add(v.id);
+        if (v.body_file) this.bodies.remove(v.body_file);
+      }
+      try {
+        this.immediate(() => {
+          for (const v of victims) del.run({ id: v.id });
+        });
+      } catch {
+        // Still full: the rows go at the next eviction or cache clear.
+      }
+      evicted += victims.length;
+    }
+    if (evicted > 0) {
+      try {
+        this.db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+      } catch {
+        // Readers in the way: the background checkpointer shrinks it later.
+      }
+    }
+    return evicted;
   }
 
   /** Empties the data and metadata caches; pending versions are untouched. */
@@ -515,4 +624,10 @@ export class Journal {
   private immediate(fn: () => void) {
     this.db.transaction(fn).immediate();
   }
+}
+
+/** SQLite (or the file system) says the cache disk is full. */
+export function isDiskFull(e: unknown): boolean {
+  const x = e as { code?: string; errno?: unknown };
+  return x?.code === "ENOSPC" || x?.code === "SQLITE_FULL" || x?.errno === "ENOSPC" || /SQLITE_FULL|disk is full|ENOSPC/i.test(String(e));
 }

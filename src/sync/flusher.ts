@@ -4,7 +4,7 @@
 // rejects for good so that the rest keeps flowing.
 import type { Logger } from "pino";
 import { errorMessage, OfflineError, RejectedError } from "../errors.ts";
-import type { Journal, PendingRow } from "../journal/journal.ts";
+import { isDiskFull, type Journal, type PendingRow } from "../journal/journal.ts";
 import { applyBatch, type BatchRow } from "../store/apply.ts";
 import { describe, dsnHost, type Sql } from "../store/connect.ts";
 
@@ -47,6 +47,19 @@ export class Flusher {
    * background flusher's snapshot, so that a busy writer does not keep it in a
    * loop of tiny batches). */
   async flushAll(opts: { upToSeq?: number } = {}): Promise<FlushResult> {
+    try {
+      const r = await this.flushAllOnce(opts);
+      this.o.journal.ensureReserve();
+      return r;
+    } catch (e) {
+      // A disk full of pending versions: use the room held back for exactly this, once.
+      if (!isDiskFull(e) || !this.o.journal.releaseReserve()) throw e;
+      this.o.log?.warn("the cache disk is full; flushing with the space held in reserve");
+      return await this.flushAllOnce(opts);
+    }
+  }
+
+  private async flushAllOnce(opts: { upToSeq?: number }): Promise<FlushResult> {
     const j = this.o.journal;
     let versions = 0;
     let bytes = 0;
@@ -152,7 +165,12 @@ export class Flusher {
     }));
     const t0 = performance.now();
     const stored = await applyBatch(this.o.sql, batch);
-    j.markFlushed(rows, stored);
+    try {
+      j.markFlushed(rows, stored);
+    } catch (e) {
+      if (!isDiskFull(e)) throw e;
+      j.markFlushedOnFullDisk(rows, stored);
+    }
     this.o.log?.debug({ versions: rows.length, bytes: sum(rows), ms: Math.round(performance.now() - t0) }, "flushed batch");
   }
 

@@ -6,7 +6,7 @@ import { createHash } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { fsyncDir, INLINE_MAX, type StagedBody } from "../journal/bodies.ts";
-import type { Journal, NewVersion } from "../journal/journal.ts";
+import { isDiskFull, type Journal, type NewVersion } from "../journal/journal.ts";
 import { KeyError, validateSegment } from "../keys.ts";
 import { contentTypeFor, MAX_FILE_SIZE, nowNs, type Meta, parseMeta, stampFromNs, tombstoneMeta } from "../meta.ts";
 import { isTransient, type Sql } from "../store/connect.ts";
@@ -282,10 +282,30 @@ export class PgVfs implements Vfs {
 
   private record(versions: NewVersion[], durable = false) {
     try {
-      this.j.record(versions, durable);
+      this.roomFor(() => this.j.record(versions, durable));
     } catch (e) {
-      const errno = (e as { errno?: string }).errno;
-      throw new VfsError(errno === "ENOSPC" ? Errno.ENOSPC : Errno.EIO, (e as Error).message);
+      if (e instanceof VfsError) throw e;
+      throw new VfsError(Errno.EIO, (e as Error).message);
+    }
+  }
+
+  /**
+   * Runs `fn`; when the cache disk is full, evicts clean cached bodies (Postgres
+   * has them) and tries once more. Only then is it ENOSPC for the caller:
+   * nothing already recorded is ever dropped to make room.
+   */
+  private roomFor<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (e) {
+      if (!isDiskFull(e)) throw e;
+      if (this.j.evictForSpace(ROOM) === 0) throw new VfsError(Errno.ENOSPC, "The cache disk is full and holds only unflushed data.");
+      try {
+        return fn();
+      } catch (again) {
+        if (isDiskFull(again)) throw new VfsError(Errno.ENOSPC, "The cache disk is full.");
+        throw again;
+      }
     }
   }
 
@@ -321,14 +341,16 @@ export class PgVfs implements Vfs {
       // The staging file itself becomes the body file (a rename; the next write copies it again), unless the
       // kernel writes it directly (passthrough: the backing file must stay) or it is someone else's file.
       if (open.passthrough || !content.handOver(dest, durable)) {
-        if (durable) content.fsync();
-        fs.copyFileSync(content.file!, dest);
-        if (durable) {
-          const fd = fs.openSync(dest, "r");
-          fs.fsyncSync(fd);
-          fs.closeSync(fd);
-          fsyncDir(path.dirname(dest));
-        }
+        this.roomFor(() => {
+          if (durable) content.fsync();
+          fs.copyFileSync(content.file!, dest);
+          if (durable) {
+            const fd = fs.openSync(dest, "r");
+            fs.fsyncSync(fd);
+            fs.closeSync(fd);
+            fsyncDir(path.dirname(dest));
+          }
+        });
       }
       body = { file: id, size, etag: etag ?? sha256File(dest) };
     }
@@ -644,7 +666,15 @@ export class PgVfs implements Vfs {
     let content: Content;
     if (truncate || n.id === null) content = Content.empty(staging);
     else {
-      const body = await localBody(this.j, this.sql(), n.id, n.size);
+      const id = n.id;
+      let body: Awaited<ReturnType<typeof localBody>>;
+      try {
+        body = await localBody(this.j, this.sql(), id, n.size);
+      } catch (e) {
+        // Fetching it from Postgres needs room in the cache: clean bodies go first.
+        if (!isDiskFull(e) || this.j.evictForSpace(ROOM + n.size) === 0) throw isDiskFull(e) ? new VfsError(Errno.ENOSPC, "The cache disk is full.") : e;
+        body = await localBody(this.j, this.sql(), id, n.size);
+      }
       if (n.open) return this.openState(n, truncate, forWrite); // another open raced us through the await
       if (!forWrite) content = "file" in body ? Content.sharedFile(staging, body.file) : Content.sharedBytes(staging, body.bytes);
       else content = Content.copyOf(staging, body, n.size);
@@ -738,15 +768,11 @@ export class PgVfs implements Vfs {
     const h = this.openFile(fh);
     if (!h.write) throw new VfsError(Errno.EBADF, "file not open for writing");
     if (offset + data.length > MAX_FILE_SIZE) throw new VfsError(Errno.EFBIG, "file larger than pgfiles can store");
-    let n: number;
-    try {
-      const content = h.node.open!.content;
+    const content = h.node.open!.content;
+    const n = this.roomFor(() => {
       content.privatize(); // after a version handed the staging file to the journal
-      n = content.write(offset, data);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === "ENOSPC") throw new VfsError(Errno.ENOSPC, "cache disk full");
-      throw e;
-    }
+      return content.write(offset, data);
+    });
     const node = h.node;
     node.open!.dirty = true;
     node.open!.fresh = false;
@@ -890,6 +916,11 @@ export class PgVfs implements Vfs {
 }
 
 const EMPTY_SHA = createHash("sha256").digest("hex");
+
+/** Free space to make on a full cache disk before trying again. */
+const ROOM = 64 * 1024 * 1024;
+
+
 
 function stampOf(fd: number): FileStamp {
   const st = fs.fstatSync(fd, { bigint: true });
