@@ -197,6 +197,26 @@ describe.skipIf(!haveFuse)("durability on a mount", () => {
     }
   }, 120_000);
 
+  test("strict mode: close and fsync return only once the version is in Postgres", async () => {
+    const prefix = "dur-strict/";
+    const dir = fs.mkdtempSync(path.join(tmp, "mnt-"));
+    const env = cleanEnv({ PGFILES_DSN: pg.dsn, PGFILES_PREFIX: prefix, PGFILES_STRICT: "true" });
+    await ok(["mount", dir], env);
+    mounted.set(dir, env);
+    const inPg = (name: string) => pg.psql(`SELECT count(*) || ':' || COALESCE(max(convert_from(p.data, 'UTF8')), '') FROM pgfiles_head h JOIN pgfiles p ON p.id = h.id WHERE h.key = '${prefix}${name}'`);
+    for (let i = 0; i < 5; i++) {
+      fs.writeFileSync(path.join(dir, `s${i}.txt`), `strict ${i}`);
+      expect(inPg(`s${i}.txt`)).toBe(`1:strict ${i}`); // right after close, no waiting
+    }
+    const fd = fs.openSync(path.join(dir, "synced.txt"), "w");
+    fs.writeSync(fd, "before fsync");
+    fs.fsyncSync(fd);
+    expect(inPg("synced.txt")).toBe("1:before fsync"); // still open
+    fs.closeSync(fd);
+    await ok(["unmount", dir], env);
+    mounted.delete(dir);
+  }, 60_000);
+
   test("Postgres away in the middle of a workload: writes go on, status says offline and counts pending, and the journal drains on its own", async () => {
     const prefix = "dur-outage/";
     const dir = fs.mkdtempSync(path.join(tmp, "mnt-"));

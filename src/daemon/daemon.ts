@@ -10,10 +10,14 @@ import { connect, describe, dsnHost, type Sql } from "../store/connect.ts";
 import { checkSchema } from "../store/store.ts";
 import { Flusher } from "../sync/flusher.ts";
 import { Follower } from "../sync/follower.ts";
+import { Errno, VfsError } from "../vfs/types.ts";
 import { PgVfs } from "../vfs/vfs.ts";
 import { serve, type Request } from "./control.ts";
 import { type MountRecord, removeRecord, socketPath, writeRecord } from "./registry.ts";
 import { FlushRate, journalStatus } from "./status.ts";
+
+/** Strict mode: how long close/fsync wait for Postgres before failing with EIO (the version stays queued). */
+const STRICT_WAIT_MS = 30_000;
 
 export interface DaemonOptions {
   config: Config;
@@ -70,7 +74,20 @@ export async function runDaemon(o: DaemonOptions): Promise<UnmountResult> {
     readOnly: config.readOnly,
     metadataTtlMs: config.metadataTtlMs,
     log,
+    ...(config.strict ? { waitForPostgres: (ids: string[]) => waitFlushed(ids) } : {}),
   });
+
+  /** Strict mode: wakes the flusher and waits until the versions left the journal (are in Postgres). */
+  async function waitFlushed(ids: string[]) {
+    const deadline = Date.now() + STRICT_WAIT_MS;
+    while (ids.some((id) => journal.pendingById(id))) {
+      background?.poke(); // wakes the flusher if it sleeps between rounds
+      if (Date.now() > deadline) {
+        throw new VfsError(Errno.EIO, `PostgreSQL did not take the version within ${STRICT_WAIT_MS / 1000} s (strict mode); it stays queued in the journal.`);
+      }
+      await Bun.sleep(5);
+    }
+  }
 
   await vfs.loadRoot();
 

@@ -30,6 +30,9 @@ export interface VfsOptions {
   readOnly: boolean;
   metadataTtlMs: number;
   log?: { warn(obj: object, msg?: string): void };
+  /** Strict mode (PGFILES_STRICT): close and fsync return only once these versions are in Postgres; rejects
+   * (EIO to the caller; the versions stay in the journal) when that does not happen in time. */
+  waitForPostgres?: (ids: string[]) => Promise<void>;
 }
 
 const O_ACCMODE = 3;
@@ -324,9 +327,10 @@ export class PgVfs implements Vfs {
   }
 
   /** Turns the staging file into a version (close, fsync). */
-  private commit(node: Node, durable: boolean) {
+  /** Records the open file's content as a version if it changed; returns the version's id (null: nothing). */
+  private commit(node: Node, durable: boolean): string | null {
     const open = node.open;
-    if (!open || !open.dirty || node.unlinked) return;
+    if (!open || !open.dirty || node.unlinked) return null;
     const size = openSize(open);
     if (size > MAX_FILE_SIZE) throw new VfsError(Errno.EFBIG, "file larger than pgfiles can store");
     const id = crypto.randomUUID();
@@ -358,6 +362,7 @@ export class PgVfs implements Vfs {
     this.record([{ id, key: this.key(node), op: "put", meta: this.meta(node, { size, etag: body.etag }), body }], durable);
     node.id = id;
     open.dirty = false;
+    return id;
   }
 
   // ---- Vfs ----
@@ -785,9 +790,11 @@ export class PgVfs implements Vfs {
   async flush(_ino: bigint, fh: bigint, _who?: Caller): Promise<void> {
     const { node } = this.openFile(fh);
     this.noticeWrites(node);
-    // A new, still empty file becomes a version at its last close (release).
-    if (node.open!.fresh) return;
-    this.commit(node, false);
+    // A new, still empty file becomes a version at its last close (release) — except in strict mode, where
+    // close must not return before its version is in Postgres (a shell's `> f` then makes an empty one first).
+    if (node.open!.fresh && !this.o.waitForPostgres) return;
+    const id = this.commit(node, false);
+    if (id) await this.o.waitForPostgres?.([id]);
   }
 
   async release(_ino: bigint, fh: bigint): Promise<void> {
@@ -807,8 +814,10 @@ export class PgVfs implements Vfs {
   async fsync(_ino: bigint, fh: bigint): Promise<void> {
     const { node } = this.openFile(fh);
     this.noticeWrites(node);
-    if (node.open?.dirty) this.commit(node, true);
-    else this.j.db.exec("PRAGMA wal_checkpoint(PASSIVE)");
+    const id = node.open?.dirty ? this.commit(node, true) : null;
+    if (!id) this.j.db.exec("PRAGMA wal_checkpoint(PASSIVE)");
+    // Strict mode: fsync also waits for Postgres, for this file's newest version whenever it was recorded.
+    if (this.o.waitForPostgres && node.id && this.j.pendingById(node.id)) await this.o.waitForPostgres([node.id]);
   }
 
   async opendir(ino: bigint, _who?: Caller): Promise<bigint> {
