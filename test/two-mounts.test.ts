@@ -91,6 +91,35 @@ describe.skipIf(!haveFuse)("two mounts of one prefix", () => {
     console.log(`[two mounts] new file visible on the other mount after ${seen} ms`);
   }, 60_000);
 
+  test("a directory removed by A while a shell on B sits in it: B's writes there fail instead of landing elsewhere", async () => {
+    const a = await mountAt("two-gone/");
+    const b = await mountAt("two-gone/");
+    fs.mkdirSync(a.p("x"));
+    fs.writeFileSync(a.p("x/in.txt"), "in x");
+    fs.writeFileSync(a.p("top.txt"), "at the root");
+    await until("x/in.txt on B", () => read(b.p("x/in.txt")) === "in x");
+    // A shell on B whose cwd is x/ (the kernel keeps x's inode), waiting for a line on stdin.
+    const sh = Bun.spawn({
+      cmd: ["bash", "-c", `cd ${JSON.stringify(b.p("x"))} && read go && { echo new > f.txt; echo "write=$?"; rm -f top.txt; echo "rm=$?"; ls; echo "ls=$?"; } 2>/dev/null`],
+      stdin: "pipe",
+      stdout: "pipe",
+    });
+    await Bun.sleep(200);
+    fs.rmSync(a.p("x"), { recursive: true });
+    await until("x gone on B", () => !fs.existsSync(b.p("x")));
+    sh.stdin.write("go\n");
+    sh.stdin.end();
+    const out = await new Response(sh.stdout).text();
+    await sh.exited;
+    expect(out).toContain("write=1");
+    // Nothing happened at the root in x's name.
+    expect(fs.readdirSync(b.dir).sort()).toEqual(["top.txt"]);
+    expect(read(b.p("top.txt"))).toBe("at the root");
+    await unmountAt(a);
+    await unmountAt(b);
+    expect(pg.psql(`SELECT string_agg(key, ',' ORDER BY key) FROM pgfiles_head WHERE key LIKE 'two-gone/%' AND NOT deleted`)).toBe("two-gone/top.txt");
+  }, 60_000);
+
   test("both mounts writing one key at once keep every version, numbered in flush order, and both end on the latest", async () => {
     const a = await mountAt("two-race/");
     const b = await mountAt("two-race/");

@@ -237,8 +237,11 @@ export function startSession(opts: SessionOptions): Session {
   /** An open's reply: with the vfs's backing file registered for passthrough when negotiated. */
   function openOut(r: Req, opened: Opened): C.FuseOpenOut {
     const out: C.FuseOpenOut = { fh: opened.fh, open_flags: opened.keepCache ? C.FOPEN_KEEP_CACHE : 0, backing_id: 0 };
-    if (!counters.passthrough || opened.backingFd === undefined) return out;
+    if (opened.backingFd === undefined) return out;
+    // A file already in passthrough keeps it for every open (the kernel refuses a mix), even if passthrough
+    // was turned off for new ones since.
     let b = backing.get(opened.backingFd);
+    if (!b && !counters.passthrough) return out;
     if (!b) {
       try {
         b = { id: openBacking(r.fd, opened.backingFd), opens: 0 };

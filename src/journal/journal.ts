@@ -7,7 +7,7 @@ import path from "node:path";
 import { PgfilesError } from "../errors.ts";
 import type { Meta } from "../meta.ts";
 import { type Checkpointer, startCheckpointer } from "./checkpointer.ts";
-import { BodyStore, type StagedBody } from "./bodies.ts";
+import { BodyStore, fsyncDir, type StagedBody } from "./bodies.ts";
 import { processAlive } from "../pid.ts";
 import { databaseIdentity, journalDir, openDatabase } from "./open.ts";
 
@@ -86,6 +86,36 @@ export class Journal {
   }
 
   private readonly lruGranularityMs: number;
+
+  /**
+   * Makes what is already committed durable against power loss: the WAL (commits
+   * run with synchronous=NORMAL, so a close's version is in the WAL but not yet
+   * on disk) and, for a pending version with a body file, that file and its
+   * directory. This is what fsync of an unchanged file, and fsyncdir, promise.
+   */
+  makeDurable(id?: string) {
+    const wal = path.join(this.dir, "journal.db-wal");
+    try {
+      const fd = fs.openSync(wal, "r");
+      try {
+        fs.fsyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e; // no WAL: everything is in the database file
+    }
+    const row = id ? this.pendingById(id) : null;
+    if (row?.body_file) {
+      const fd = fs.openSync(this.bodies.pathOf(row.body_file), "r");
+      try {
+        fs.fsyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+      fsyncDir(this.bodies.dir);
+    }
+  }
 
   /** For a long-running writer (the mount): WAL checkpoints in a background thread, not inside its commits. */
   checkpointInBackground(onError?: (message: string) => void) {
@@ -436,24 +466,22 @@ export class Journal {
       const st = fs.statfsSync(this.dir);
       return st.bavail * st.bsize;
     };
-    const page = this.db.query("SELECT id, size, body_file FROM data_cache ORDER BY last_used, id LIMIT 64");
+    const page = this.db.query("SELECT id, size, body_file FROM data_cache ORDER BY last_used, id LIMIT 64 OFFSET $skip");
     const del = this.db.query("DELETE FROM data_cache WHERE id = $id");
-    const seen = new Set<string>();
+    let stuck = 0; // rows whose files are gone but whose DELETE failed: skipped, not selected again
     while (free() < wantFree) {
-      const victims = (page.all() as { id: string; size: number; body_file: string | null }[]).filter((v) => !seen.has(v.id));
+      const victims = page.all({ skip: stuck }) as { id: string; size: number; body_file: string | null }[];
       if (victims.length === 0) break;
       // Files first: removing them is what frees space, and the rows' DELETE itself needs room in the WAL. A
       // row whose file is gone reads as a miss (see cached()), so a DELETE that still fails loses nothing.
-      for (const v of victims) {
-        seen.add(v.id);
-        if (v.body_file) this.bodies.remove(v.body_file);
-      }
+      for (const v of victims) if (v.body_file) this.bodies.remove(v.body_file);
       try {
         this.immediate(() => {
           for (const v of victims) del.run({ id: v.id });
         });
       } catch {
         // Still full: the rows go at the next eviction or cache clear.
+        stuck += victims.length;
       }
       evicted += victims.length;
     }

@@ -109,6 +109,9 @@ export class Flusher {
       await this.storeRetryingConflicts(rows);
       return { versions: rows.length, bytes: sum(rows) };
     } catch (e) {
+      // Postgres has the batch; only the journal could not say so. Not a rejection: retry the whole thing
+      // later (the stored ids are skipped then).
+      if (e instanceof JournalAfterCommitError) throw e;
       const err = describe(e, dsnHost(this.o.dsn));
       if (!(err instanceof RejectedError)) throw err;
       const groups = groupRows(rows);
@@ -166,10 +169,14 @@ export class Flusher {
     const t0 = performance.now();
     const stored = await applyBatch(this.o.sql, batch);
     try {
-      j.markFlushed(rows, stored);
+      try {
+        j.markFlushed(rows, stored);
+      } catch (e) {
+        if (!isDiskFull(e)) throw e;
+        j.markFlushedOnFullDisk(rows, stored);
+      }
     } catch (e) {
-      if (!isDiskFull(e)) throw e;
-      j.markFlushedOnFullDisk(rows, stored);
+      throw new JournalAfterCommitError(e);
     }
     this.o.log?.debug({ versions: rows.length, bytes: sum(rows), ms: Math.round(performance.now() - t0) }, "flushed batch");
   }
@@ -242,4 +249,12 @@ function groupRows(rows: PendingRow[]): PendingRow[][] {
     else out.push([r]);
   }
   return out;
+}
+
+/** The journal failed to record a batch that Postgres already committed (a full or broken cache disk). */
+export class JournalAfterCommitError extends Error {
+  constructor(override readonly cause: unknown) {
+    super(`Postgres stored a batch but the local journal could not mark it flushed: ${errorMessage(cause)}`);
+    this.name = "JournalAfterCommitError";
+  }
 }

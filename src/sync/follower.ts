@@ -30,6 +30,8 @@ export interface FollowerOptions {
 }
 
 const PAGE = 5000;
+/** How many sequence numbers below the last one seen each catch-up reads again. */
+const LOOK_BACK = 2000n;
 
 export class Follower {
   private lastSeq: bigint | null = null;
@@ -107,7 +109,10 @@ export class Follower {
       return;
     }
     this.counts.catchUps++;
-    let from = this.lastSeq;
+    // Sequence numbers are taken inside the writers' transactions, which commit in another order: a row with a
+    // smaller seq can become visible after a larger one was seen. Look back a little each time (changes seen
+    // again are skipped by the vfs: the node already shows that version).
+    let from = this.lastSeq > LOOK_BACK ? this.lastSeq - LOOK_BACK : 0n;
     while (from < upTo && !this.stopped) {
       const rows = await sql`
         SELECT key, id::text AS id, deleted, seq::text AS seq FROM pgfiles_head

@@ -13,7 +13,9 @@ const RANGE = 1024 * 1024;
 
 export async function localBody(journal: Journal, sql: Sql | null, id: string, size: number): Promise<LocalBody> {
   const pending = journal.pendingById(id);
-  if (pending) {
+  // A pending version whose body file is gone was stored in Postgres already (the file is dropped only then,
+  // on a full disk): read it like any flushed version.
+  if (pending && !(pending.body_file && !fs.existsSync(journal.bodies.pathOf(pending.body_file)))) {
     if (pending.body_file) return { file: journal.bodies.pathOf(pending.body_file) };
     if (pending.body) return { bytes: pending.body };
     if (pending.op !== "copy") return { bytes: new Uint8Array(0) };

@@ -144,17 +144,27 @@ export class Content {
   /** Writes at any offset (a gap reads as zeros); private content only. */
   write(offset: number, data: Uint8Array): number {
     if (this.sharedFlag) throw new Error("write to shared content: privatize first");
-    if (this.hasher && offset === this.hashed) {
-      this.hasher.update(data);
-      this.hashed += data.length;
-    } else if (this.hasher && data.length > 0) this.hasher = null;
     const end = offset + data.length;
-    if (this.buf && end > MEMORY_MAX) this.spill();
-    if (!this.buf) return fs.writeSync(this.fd, data, 0, data.length, offset);
-    this.reserve(end);
-    this.buf.set(data, offset);
-    if (end > this.len) this.len = end;
-    return data.length;
+    let n: number;
+    try {
+      if (this.buf && end > MEMORY_MAX) this.spill();
+      if (!this.buf) n = fs.writeSync(this.fd, data, 0, data.length, offset);
+      else {
+        this.reserve(end);
+        this.buf.set(data, offset);
+        if (end > this.len) this.len = end;
+        n = data.length;
+      }
+    } catch (e) {
+      this.hasher = null; // what reached the file is unknown now
+      throw e;
+    }
+    // The running hash follows what was written, front to back only.
+    if (this.hasher && offset === this.hashed) {
+      this.hasher.update(n === data.length ? data : data.subarray(0, n));
+      this.hashed += n;
+    } else if (this.hasher && n > 0) this.hasher = null;
+    return n;
   }
 
   truncate(size: number) {
@@ -226,6 +236,27 @@ export class Content {
     this.filePath = dest;
     this.sharedFlag = true;
     return true;
+  }
+
+  /** Writes the whole content to a new file `dest`, reading through our own descriptor (the path of a shared
+   * body may be gone: the journal evicts or removes its files while we hold them open). */
+  copyTo(dest: string) {
+    if (this.buf) {
+      fs.writeFileSync(dest, this.buf.subarray(0, this.len), { mode: 0o600 });
+      return;
+    }
+    const to = fs.openSync(dest, "w", 0o600);
+    const chunk = Buffer.allocUnsafe(1 << 20);
+    try {
+      for (let pos = 0; ; ) {
+        const r = fs.readSync(this.fd, chunk, 0, chunk.length, pos);
+        if (r === 0) break;
+        fs.writeSync(to, chunk, 0, r, pos);
+        pos += r;
+      }
+    } finally {
+      fs.closeSync(to);
+    }
   }
 
   /** Forces the content's file to disk (memory content has none). */

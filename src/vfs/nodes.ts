@@ -129,6 +129,17 @@ export class NodeTable {
     return parts.reverse().join("/");
   }
 
+  /** The node or one of its directories was removed from the tree (unlinked here, or deleted by another
+   * writer) while the kernel still holds it (an open file, a shell's cwd): it has no key any more. */
+  static detached(node: Node): boolean {
+    let n = node;
+    while (n.parent) {
+      if (n.unlinked) return true;
+      n = n.parent;
+    }
+    return n.ino !== 1n;
+  }
+
   static attr(node: Node): Attr {
     const type = node.kind === "dir" ? S_IFDIR : node.kind === "symlink" ? S_IFLNK : S_IFREG;
     let nlink = 1;

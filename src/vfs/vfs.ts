@@ -101,6 +101,9 @@ export class PgVfs implements Vfs {
   }
 
   private key(node: Node): string {
+    // Without this, a directory deleted by another mount while a shell sits in it would put the shell's new
+    // files at the mount root: the path of a detached node stops at the detached directory.
+    if (NodeTable.detached(node)) throw new VfsError(Errno.ENOENT, "the directory was removed");
     const p = NodeTable.path(node);
     return node.kind === "dir" ? (p === "" ? this.o.prefix : `${this.o.prefix}${p}/`) : this.o.prefix + p;
   }
@@ -128,11 +131,13 @@ export class PgVfs implements Vfs {
    * metadata TTL the known children are answered at once while a reload runs in
    * the background (it cost 2.6 ms on the request path per directory in rm -rf). */
   private async children(dir: Node): Promise<Map<string, Node>> {
+    // A removed directory (a shell may still sit in it) is empty, as on any filesystem.
+    if (NodeTable.detached(dir)) return new Map();
     if (dir.children) {
       if (Date.now() - dir.loadedAt >= this.o.metadataTtlMs && !this.reloading.has(dir)) {
         const p = this.reload(dir).finally(() => this.reloading.delete(dir));
         this.reloading.set(dir, p);
-        p.catch((e) => this.o.log?.warn({ err: (e as Error).message, key: this.key(dir) }, "directory reload failed"));
+        p.catch((e) => this.o.log?.warn({ err: (e as Error).message, path: NodeTable.path(dir) }, "directory reload failed"));
       }
       return dir.children;
     }
@@ -158,12 +163,15 @@ export class PgVfs implements Vfs {
       const parts = (rel.endsWith("/") ? rel.slice(0, -1) : rel).split("/");
       let dir = this.nodes.root;
       let i = 0;
+      let unlisted = false;
       for (; i < parts.length - 1; i++) {
         const next = dir.children?.get(parts[i]);
+        // Below a directory known but never listed: nothing of it is cached, and its own entry is unchanged.
+        if (next?.kind === "dir" && !next.children) unlisted = true;
         if (!next || next.kind !== "dir" || !next.children) break;
         dir = next;
       }
-      if (!dir.children) continue; // never listed: nothing of it is cached here or in the kernel
+      if (unlisted || !dir.children) continue; // never listed: nothing of it is cached here or in the kernel
       const name = parts[i];
       const node = dir.children.get(name);
       const exact = i === parts.length - 1;
@@ -188,6 +196,7 @@ export class PgVfs implements Vfs {
 
   /** Lists a directory from Postgres and lays the journal's pending versions over it. */
   private async reload(dir: Node): Promise<Map<string, Node>> {
+    if (NodeTable.detached(dir)) return dir.children ?? new Map();
     const sql = this.sql();
     const stored = new Map<string, { kind: Kind; id: string | null; meta: Partial<Meta> | null; marker: boolean }>();
     let fresh = false;
@@ -330,7 +339,8 @@ export class PgVfs implements Vfs {
   /** Records the open file's content as a version if it changed; returns the version's id (null: nothing). */
   private commit(node: Node, durable: boolean): string | null {
     const open = node.open;
-    if (!open || !open.dirty || node.unlinked) return null;
+    // A removed file (or one in a removed directory) stays usable while open and makes no version.
+    if (!open || !open.dirty || node.unlinked || NodeTable.detached(node)) return null;
     const size = openSize(open);
     if (size > MAX_FILE_SIZE) throw new VfsError(Errno.EFBIG, "file larger than pgfiles can store");
     const id = crypto.randomUUID();
@@ -347,7 +357,7 @@ export class PgVfs implements Vfs {
       if (open.passthrough || !content.handOver(dest, durable)) {
         this.roomFor(() => {
           if (durable) content.fsync();
-          fs.copyFileSync(content.file!, dest);
+          content.copyTo(dest);
           if (durable) {
             const fd = fs.openSync(dest, "r");
             fs.fsyncSync(fd);
@@ -450,7 +460,7 @@ export class PgVfs implements Vfs {
     if (n.open) {
       // The next close records the attributes with the content.
       n.open.dirty = true;
-    } else if (!n.unlinked && (n.parent || this.o.prefix !== "")) {
+    } else if (!NodeTable.detached(n) && (n.parent || this.o.prefix !== "")) {
       // (The root too, as the marker at the prefix's own key: see loadRoot.)
       const v = this.metaOnlyVersion(n, removedTags);
       this.record([v]);
@@ -470,6 +480,7 @@ export class PgVfs implements Vfs {
     this.writable();
     this.checkName(name);
     const dir = this.dirNode(parent);
+    if (NodeTable.detached(dir)) throw new VfsError(Errno.ENOENT, "the directory was removed");
     if (await this.child(dir, name)) throw new VfsError(Errno.EEXIST, "file exists");
     return dir;
   }
@@ -793,8 +804,9 @@ export class PgVfs implements Vfs {
     // A new, still empty file becomes a version at its last close (release) — except in strict mode, where
     // close must not return before its version is in Postgres (a shell's `> f` then makes an empty one first).
     if (node.open!.fresh && !this.o.waitForPostgres) return;
-    const id = this.commit(node, false);
-    if (id) await this.o.waitForPostgres?.([id]);
+    this.commit(node, false);
+    // Strict mode: this file's newest version, whenever it was recorded, is in Postgres before close returns.
+    if (this.o.waitForPostgres && node.id && this.j.pendingById(node.id)) await this.o.waitForPostgres([node.id]);
   }
 
   async release(_ino: bigint, fh: bigint): Promise<void> {
@@ -805,9 +817,14 @@ export class PgVfs implements Vfs {
     if (!node.open) return;
     node.open.handles--;
     if (node.open.handles === 0) {
-      this.noticeWrites(node);
-      this.commit(node, false);
-      this.closeState(node);
+      try {
+        this.noticeWrites(node);
+        this.commit(node, false);
+      } finally {
+        // Even when the last version could not be recorded (the error goes to the kernel), the open state
+        // ends here: a state with no handles would swallow later changes.
+        this.closeState(node);
+      }
     }
   }
 
@@ -815,7 +832,8 @@ export class PgVfs implements Vfs {
     const { node } = this.openFile(fh);
     this.noticeWrites(node);
     const id = node.open?.dirty ? this.commit(node, true) : null;
-    if (!id) this.j.db.exec("PRAGMA wal_checkpoint(PASSIVE)");
+    // Nothing new: the version recorded at an earlier close may still be only in the page cache.
+    if (!id) this.j.makeDurable(node.id ?? undefined);
     // Strict mode: fsync also waits for Postgres, for this file's newest version whenever it was recorded.
     if (this.o.waitForPostgres && node.id && this.j.pendingById(node.id)) await this.o.waitForPostgres([node.id]);
   }
@@ -857,7 +875,8 @@ export class PgVfs implements Vfs {
   }
 
   async fsyncdir(): Promise<void> {
-    this.j.db.exec("PRAGMA wal_checkpoint(PASSIVE)");
+    // Creates, renames and unlinks in the directory are journal commits: make them durable.
+    this.j.makeDurable();
   }
 
   async statfs(): Promise<StatFs> {
