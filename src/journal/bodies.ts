@@ -153,11 +153,16 @@ export class BodyStore {
   }
 }
 
-export function fsyncDir(dir: string) {
-  const fd = fs.openSync(dir, "r");
+/** fsync(2) of a file or directory by path. */
+export function fsyncPath(p: string) {
+  const fd = fs.openSync(p, "r");
   try {
     fs.fsyncSync(fd);
   } finally {
     fs.closeSync(fd);
   }
+}
+
+export function fsyncDir(dir: string) {
+  fsyncPath(dir);
 }

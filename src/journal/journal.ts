@@ -7,7 +7,7 @@ import path from "node:path";
 import { PgfilesError } from "../errors.ts";
 import type { Meta } from "../meta.ts";
 import { type Checkpointer, startCheckpointer } from "./checkpointer.ts";
-import { BodyStore, fsyncDir, type StagedBody } from "./bodies.ts";
+import { BodyStore, fsyncDir, fsyncPath, type StagedBody } from "./bodies.ts";
 import { processAlive } from "../pid.ts";
 import { databaseIdentity, journalDir, openDatabase } from "./open.ts";
 
@@ -94,25 +94,14 @@ export class Journal {
    * directory. This is what fsync of an unchanged file, and fsyncdir, promise.
    */
   makeDurable(id?: string) {
-    const wal = path.join(this.dir, "journal.db-wal");
     try {
-      const fd = fs.openSync(wal, "r");
-      try {
-        fs.fsyncSync(fd);
-      } finally {
-        fs.closeSync(fd);
-      }
+      fsyncPath(path.join(this.dir, "journal.db-wal"));
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e; // no WAL: everything is in the database file
     }
     const row = id ? this.pendingById(id) : null;
     if (row?.body_file) {
-      const fd = fs.openSync(this.bodies.pathOf(row.body_file), "r");
-      try {
-        fs.fsyncSync(fd);
-      } finally {
-        fs.closeSync(fd);
-      }
+      fsyncPath(this.bodies.pathOf(row.body_file));
       fsyncDir(this.bodies.dir);
     }
   }

@@ -93,14 +93,8 @@ export class Content {
       return Content.copyOf(stagingPath, { bytes: bytes.subarray(0, n) }, n);
     }
     const to = fs.openSync(stagingPath, "w+", 0o600);
-    const chunk = Buffer.allocUnsafe(1 << 20);
     try {
-      for (let pos = 0; ; ) {
-        const r = fs.readSync(from, chunk, 0, chunk.length, pos);
-        if (r === 0) break;
-        fs.writeSync(to, chunk, 0, r, pos);
-        pos += r;
-      }
+      copyFd(from, to);
     } catch (e) {
       fs.closeSync(to);
       throw e;
@@ -246,22 +240,11 @@ export class Content {
       return;
     }
     const to = fs.openSync(dest, "w", 0o600);
-    const chunk = Buffer.allocUnsafe(1 << 20);
     try {
-      for (let pos = 0; ; ) {
-        const r = fs.readSync(this.fd, chunk, 0, chunk.length, pos);
-        if (r === 0) break;
-        fs.writeSync(to, chunk, 0, r, pos);
-        pos += r;
-      }
+      copyFd(this.fd, to);
     } finally {
       fs.closeSync(to);
     }
-  }
-
-  /** Forces the content's file to disk (memory content has none). */
-  fsync() {
-    if (this.fd >= 0) fs.fsyncSync(this.fd);
   }
 
   /** Closes the file and removes it when it is our private staging file. */
@@ -282,5 +265,16 @@ export class Content {
     const next = new Uint8Array(Math.min(MEMORY_MAX, Math.max(size, buf.length * 2, 4096)));
     next.set(buf.subarray(0, this.len));
     this.buf = next;
+  }
+}
+
+/** Copies everything readable from `from` (from offset 0) into `to` at the same offsets, 1 MiB at a time. */
+function copyFd(from: number, to: number) {
+  const chunk = Buffer.allocUnsafe(1 << 20);
+  for (let pos = 0; ; ) {
+    const r = fs.readSync(from, chunk, 0, chunk.length, pos);
+    if (r === 0) break;
+    fs.writeSync(to, chunk, 0, r, pos);
+    pos += r;
   }
 }

@@ -5,7 +5,7 @@
 import { createHash } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
-import { fsyncDir, INLINE_MAX, type StagedBody } from "../journal/bodies.ts";
+import { fsyncDir, fsyncPath, INLINE_MAX, type StagedBody } from "../journal/bodies.ts";
 import { isDiskFull, type Journal, type NewVersion } from "../journal/journal.ts";
 import { KeyError, validateSegment } from "../keys.ts";
 import { contentTypeFor, MAX_FILE_SIZE, nowNs, type Meta, parseMeta, stampFromNs, tombstoneMeta } from "../meta.ts";
@@ -355,13 +355,11 @@ export class PgVfs implements Vfs {
       // The staging file itself becomes the body file (a rename; the next write copies it again), unless the
       // kernel writes it directly (passthrough: the backing file must stay) or it is someone else's file.
       if (open.passthrough || !content.handOver(dest, durable)) {
+        // Durable: the copy and its directory entry are fsynced (the source needs no fsync of its own).
         this.roomFor(() => {
-          if (durable) content.fsync();
           content.copyTo(dest);
           if (durable) {
-            const fd = fs.openSync(dest, "r");
-            fs.fsyncSync(fd);
-            fs.closeSync(fd);
+            fsyncPath(dest);
             fsyncDir(path.dirname(dest));
           }
         });
