@@ -5,35 +5,21 @@
 // must come back byte for byte, from the warm cache, with the cache cleared,
 // and in Postgres after the flush. Bounded here (a few rounds, seconds each);
 // bench/crash.ts runs the long version by hand.
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
-import { cleanEnv, ok, run, type CliEnv } from "./harness/cli.ts";
+import { cleanEnv, ok, run } from "./harness/cli.ts";
 import { canMount as haveFuse } from "./harness/fuse.ts";
-import { startCluster, type Cluster } from "./harness/postgres.ts";
+import { mountFixture } from "./harness/mounts.ts";
 
-let pg: Cluster;
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "pgfiles-dur-"));
-const mounted = new Map<string, CliEnv>();
+const fx = mountFixture("pgfiles-dur-");
+const tmp = fx.tmp;
 const PY = fs.existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
 // CI runs short versions; bench/durability.sh runs long ones (hundreds of rounds, a 10-minute outage).
 const ROUNDS = Number(process.env.CRASH_ROUNDS ?? 4);
 const OUTAGE_S = Number(process.env.OUTAGE_SECONDS ?? 0);
 
-beforeAll(async () => {
-  pg = await startCluster();
-  await ok(["init"], cleanEnv({ PGFILES_DSN: pg.dsn }));
-});
-afterEach(() => {
-  for (const dir of mounted.keys()) Bun.spawnSync({ cmd: ["umount", "-l", dir], stderr: "ignore" });
-  mounted.clear();
-});
-afterAll(async () => {
-  await pg?.destroy();
-  fs.rmSync(tmp, { recursive: true, force: true });
-});
 
 // The writer: files of 1 B to 400 KiB (inline and file bodies), each fsynced with its directory before it is
 // appended (and fsynced) to a log outside the mount. It stops at the first error (the daemon is gone).
@@ -77,14 +63,14 @@ describe.skipIf(!haveFuse)("durability on a mount", () => {
   test("kill -9 of the daemon at random moments: every fsynced file is back, warm, with the cache cleared, and in Postgres", async () => {
     const prefix = "dur-kill/";
     const dir = fs.mkdtempSync(path.join(tmp, "mnt-"));
-    const env = cleanEnv({ PGFILES_DSN: pg.dsn, PGFILES_PREFIX: prefix, PGFILES_CACHE_DIR: fs.mkdtempSync(path.join(tmp, "cache-")) });
+    const env = cleanEnv({ PGFILES_DSN: fx.pg.dsn, PGFILES_PREFIX: prefix, PGFILES_CACHE_DIR: fs.mkdtempSync(path.join(tmp, "cache-")) });
     const log = path.join(tmp, "kill.log");
     const writer = path.join(tmp, "writer.py");
     fs.writeFileSync(writer, WRITER);
     const rounds = ROUNDS;
     for (let round = 0; round < rounds; round++) {
       await ok(["mount", dir], env);
-      mounted.set(dir, env);
+      fx.track(dir, env);
       const pid = Number(JSON.parse((await ok(["where", "--json"], { ...env, PWD: dir }, undefined, 0, dir)).stdout).mount.pid);
       const w = Bun.spawn({ cmd: [PY, writer, dir, log, `r${round}`], stdout: "ignore", stderr: "pipe" });
       await Bun.sleep(300 + Math.floor(Math.random() * 1200));
@@ -109,7 +95,7 @@ describe.skipIf(!haveFuse)("durability on a mount", () => {
       expect(`${what}: ${bad.length} of ${files.size} wrong ${bad.slice(0, 5).join(", ")}`).toBe(`${what}: 0 of ${files.size} wrong `);
     };
     await ok(["mount", dir], env);
-    mounted.set(dir, env);
+    fx.track(dir, env);
     await check("warm cache");
     // Clearing the cache never drops what is pending; what was flushed comes from Postgres now.
     await ok(["cache", "clear"], { ...env, PWD: dir }, undefined, 0, dir);
@@ -117,10 +103,10 @@ describe.skipIf(!haveFuse)("durability on a mount", () => {
     await ok(["mount", dir], env);
     await check("cache cleared");
     await ok(["unmount", dir], env);
-    mounted.delete(dir);
+    fx.forget(dir);
 
     const inPg = new Map<string, string>();
-    for (const line of pg.psql(`SELECT h.key || ' ' || encode(sha256(p.data), 'hex') FROM pgfiles_head h JOIN pgfiles p ON p.id = h.id WHERE h.key LIKE '${prefix}w/%' AND NOT h.deleted`).split("\n")) {
+    for (const line of fx.pg.psql(`SELECT h.key || ' ' || encode(sha256(p.data), 'hex') FROM pgfiles_head h JOIN pgfiles p ON p.id = h.id WHERE h.key LIKE '${prefix}w/%' AND NOT h.deleted`).split("\n")) {
       const [key, s] = line.split(" ");
       if (key) inPg.set(key.slice(prefix.length), s);
     }
@@ -135,7 +121,7 @@ describe.skipIf(!haveFuse)("durability on a mount", () => {
     const tm = Bun.spawnSync({ cmd: ["mount", "-t", "tmpfs", "-o", "size=40m,mode=0755", "tmpfs", cacheDir], stderr: "pipe" });
     expect(tm.exitCode).toBe(0);
     const dir = fs.mkdtempSync(path.join(tmp, "mnt-"));
-    const env = cleanEnv({ PGFILES_DSN: pg.dsn, PGFILES_PREFIX: prefix, PGFILES_CACHE_DIR: cacheDir, PGFILES_LOG_FILE: path.join(tmp, "full.log") });
+    const env = cleanEnv({ PGFILES_DSN: fx.pg.dsn, PGFILES_PREFIX: prefix, PGFILES_CACHE_DIR: cacheDir, PGFILES_LOG_FILE: path.join(tmp, "full.log") });
     const files = new Map<string, Buffer>();
     const put = (name: string, size: number) => {
       const b = Buffer.alloc(size);
@@ -153,7 +139,7 @@ describe.skipIf(!haveFuse)("durability on a mount", () => {
     let pgDown = false;
     try {
       await ok(["mount", dir], env);
-      mounted.set(dir, env);
+      fx.track(dir, env);
       // 20 MiB of flushed, clean, cached bodies.
       for (let i = 0; i < 20; i++) put(`clean${i}.bin`, 1 << 20);
       await drained();
@@ -162,7 +148,7 @@ describe.skipIf(!haveFuse)("durability on a mount", () => {
       expect(fs.readFileSync(path.join(dir, "big.bin")).equals(files.get("big.bin")!)).toBe(true);
       await drained();
       // Postgres away: nothing becomes clean, so the disk fills with pending data until the writer gets ENOSPC.
-      await pg.stop();
+      await fx.pg.stop();
       pgDown = true;
       let err = "";
       for (let i = 0; i < 80 && !err; i++) {
@@ -178,22 +164,22 @@ describe.skipIf(!haveFuse)("durability on a mount", () => {
       const pendingNames = [...files.keys()].filter((n) => n.startsWith("pending"));
       expect(pendingNames.length).toBeGreaterThan(0);
       expect(pendingNames.filter((n) => !fs.readFileSync(path.join(dir, n)).equals(files.get(n)!))).toEqual([]);
-      await pg.start();
+      await fx.pg.start();
       pgDown = false;
       await drained();
       expect([...files.keys()].filter((n) => !fs.readFileSync(path.join(dir, n)).equals(files.get(n)!))).toEqual([]);
       put("after.bin", 1 << 20); // room again: the drained versions are clean now
       await ok(["unmount", dir], env);
-      mounted.delete(dir);
+      fx.forget(dir);
       const bad: string[] = [];
       for (const [name, b] of files) {
         if (!name.startsWith("pending") && !name.startsWith("after") && !name.startsWith("big")) continue;
-        const got = pg.psql(`SELECT encode(sha256(p.data), 'hex') FROM pgfiles_head h JOIN pgfiles p ON p.id = h.id WHERE h.key = '${prefix}${name}'`);
+        const got = fx.pg.psql(`SELECT encode(sha256(p.data), 'hex') FROM pgfiles_head h JOIN pgfiles p ON p.id = h.id WHERE h.key = '${prefix}${name}'`);
         if (got !== sha(b)) bad.push(name);
       }
       expect(bad).toEqual([]);
     } finally {
-      if (pgDown) await pg.start();
+      if (pgDown) await fx.pg.start();
       Bun.spawnSync({ cmd: ["umount", "-l", dir], stderr: "ignore" });
       Bun.spawnSync({ cmd: ["umount", "-l", cacheDir], stderr: "ignore" });
       if (process.env.SHOW_LOG) console.log(fs.readFileSync(path.join(tmp, "full.log"), "utf8").slice(-3000));
@@ -203,10 +189,10 @@ describe.skipIf(!haveFuse)("durability on a mount", () => {
   test("strict mode: close and fsync return only once the version is in Postgres", async () => {
     const prefix = "dur-strict/";
     const dir = fs.mkdtempSync(path.join(tmp, "mnt-"));
-    const env = cleanEnv({ PGFILES_DSN: pg.dsn, PGFILES_PREFIX: prefix, PGFILES_STRICT: "true" });
+    const env = cleanEnv({ PGFILES_DSN: fx.pg.dsn, PGFILES_PREFIX: prefix, PGFILES_STRICT: "true" });
     await ok(["mount", dir], env);
-    mounted.set(dir, env);
-    const inPg = (name: string) => pg.psql(`SELECT count(*) || ':' || COALESCE(max(convert_from(p.data, 'UTF8')), '') FROM pgfiles_head h JOIN pgfiles p ON p.id = h.id WHERE h.key = '${prefix}${name}'`);
+    fx.track(dir, env);
+    const inPg = (name: string) => fx.pg.psql(`SELECT count(*) || ':' || COALESCE(max(convert_from(p.data, 'UTF8')), '') FROM pgfiles_head h JOIN pgfiles p ON p.id = h.id WHERE h.key = '${prefix}${name}'`);
     for (let i = 0; i < 5; i++) {
       fs.writeFileSync(path.join(dir, `s${i}.txt`), `strict ${i}`);
       expect(inPg(`s${i}.txt`)).toBe(`1:strict ${i}`); // right after close, no waiting
@@ -217,15 +203,15 @@ describe.skipIf(!haveFuse)("durability on a mount", () => {
     expect(inPg("synced.txt")).toBe("1:before fsync"); // still open
     fs.closeSync(fd);
     await ok(["unmount", dir], env);
-    mounted.delete(dir);
+    fx.forget(dir);
   }, 60_000);
 
   test("Postgres away in the middle of a workload: writes go on, status says offline and counts pending, and the journal drains on its own", async () => {
     const prefix = "dur-outage/";
     const dir = fs.mkdtempSync(path.join(tmp, "mnt-"));
-    const env = cleanEnv({ PGFILES_DSN: pg.dsn, PGFILES_PREFIX: prefix });
+    const env = cleanEnv({ PGFILES_DSN: fx.pg.dsn, PGFILES_PREFIX: prefix });
     await ok(["mount", dir], env);
-    mounted.set(dir, env);
+    fx.track(dir, env);
     const files = new Map<string, Buffer>();
     let offlineMs = 0;
     let writeMs = 0; // time spent inside write() only (the long version's writer pauses between bursts)
@@ -248,7 +234,7 @@ describe.skipIf(!haveFuse)("durability on a mount", () => {
     writeMs = 0;
     write(30);
     const onlineMs = writeMs / 30;
-    await pg.stop("immediate"); // a crash, in the middle of the flusher's batch
+    await fx.pg.stop("immediate"); // a crash, in the middle of the flusher's batch
     try {
       const t0 = Date.now();
       writeMs = 0;
@@ -275,7 +261,7 @@ describe.skipIf(!haveFuse)("durability on a mount", () => {
       expect(st.pending.versions).toBeGreaterThan(0);
       for (const [name, b] of files) expect(fs.readFileSync(path.join(dir, name)).equals(b)).toBe(true);
     } finally {
-      await pg.start();
+      await fx.pg.start();
     }
     // No command needed: the mount notices and drains.
     let code = -1;
@@ -285,15 +271,15 @@ describe.skipIf(!haveFuse)("durability on a mount", () => {
     }
     expect(code).toBe(0);
     const stored = new Map<string, string>();
-    for (const line of pg.psql(`SELECT h.key || ' ' || encode(sha256(p.data), 'hex') FROM pgfiles_head h JOIN pgfiles p ON p.id = h.id WHERE h.key LIKE '${prefix}%' AND NOT h.deleted AND p.data IS NOT NULL`).split("\n")) {
+    for (const line of fx.pg.psql(`SELECT h.key || ' ' || encode(sha256(p.data), 'hex') FROM pgfiles_head h JOIN pgfiles p ON p.id = h.id WHERE h.key LIKE '${prefix}%' AND NOT h.deleted AND p.data IS NOT NULL`).split("\n")) {
       const [key, s] = line.split(" ");
       if (key) stored.set(key.slice(prefix.length), s);
     }
     const wrong = [...files].filter(([name, b]) => stored.get(name) !== sha(b)).map(([name]) => name);
     expect(wrong).toEqual([]);
-    expect(pg.psql(`SELECT deleted FROM pgfiles_head WHERE key = '${prefix}f0.bin'`)).toBe("t");
+    expect(fx.pg.psql(`SELECT deleted FROM pgfiles_head WHERE key = '${prefix}f0.bin'`)).toBe("t");
     await ok(["unmount", dir], env);
-    mounted.delete(dir);
+    fx.forget(dir);
     console.log(
       `[outage] Postgres crashed mid-flush and away ${Math.max(OUTAGE_S, 1)}+ s: ${files.size} files written (${onlineMs.toFixed(2)} ms per file online, ${offlineMs.toFixed(2)} ms offline), all verified in Postgres after the journal drained by itself`,
     );

@@ -3,38 +3,21 @@
 // (PGFILES_PASSTHROUGH=off, or any non-root mount). The same operations, the
 // same bytes, the same versions in Postgres; `pgfiles status --json` says
 // which path served them.
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
 import fs from "node:fs";
-import os from "node:os";
-import path from "node:path";
-import { cleanEnv, ok, run, type CliEnv } from "./harness/cli.ts";
+import { run, type CliEnv } from "./harness/cli.ts";
 import { canMount as haveFuse } from "./harness/fuse.ts";
-import { startCluster, type Cluster } from "./harness/postgres.ts";
+import { mountFixture } from "./harness/mounts.ts";
 
 const isRoot = process.getuid?.() === 0;
-let pg: Cluster;
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "pgfiles-pt-"));
-const mounted = new Map<string, CliEnv>();
-
-beforeAll(async () => {
-  pg = await startCluster();
-  await ok(["init"], cleanEnv({ PGFILES_DSN: pg.dsn }));
-});
-afterEach(() => {
-  for (const dir of mounted.keys()) Bun.spawnSync({ cmd: ["umount", "-l", dir], stderr: "ignore" });
-  mounted.clear();
-});
-afterAll(async () => {
-  await pg?.destroy();
-  fs.rmSync(tmp, { recursive: true, force: true });
-});
+const fx = mountFixture("pgfiles-pt-");
 
 const lit = (s: string) => `'${s.replace(/'/g, "''")}'`;
 const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 /** Every version of a key, oldest first: "version:size:sha256 of data". */
 const history = (key: string) =>
-  pg
+  fx.pg
     .psql(`SELECT string_agg((meta->>'version') || ':' || (meta->>'size') || ':' || COALESCE(encode(sha256(data), 'hex'), '-'), ',' ORDER BY (meta->>'version')::int) FROM pgfiles WHERE key = ${lit(key)}`)
     .split(",")
     .filter(Boolean);
@@ -52,17 +35,8 @@ const modes = [
 ];
 
 describe.skipIf(!haveFuse).each(modes)("open files, $name", (mode) => {
-  async function mountAt(prefix: string) {
-    const dir = fs.mkdtempSync(path.join(tmp, "mnt-"));
-    const env = cleanEnv({ PGFILES_DSN: pg.dsn, PGFILES_PREFIX: prefix, ...mode.env });
-    await ok(["mount", dir], env);
-    mounted.set(dir, env);
-    return { dir, env, p: (name: string) => path.join(dir, name) };
-  }
-  async function unmountAt(m: { dir: string; env: CliEnv }) {
-    await ok(["unmount", m.dir], m.env);
-    mounted.delete(m.dir);
-  }
+  const mountAt = (prefix: string) => fx.mount(prefix, mode.env);
+  const unmountAt = fx.unmount;
   async function io(m: { dir: string; env: CliEnv }) {
     // Exit code 0 (all flushed) or 4 (versions pending) both carry the report.
     const r = await run(["status", "--json"], { ...m.env, PWD: m.dir }, undefined, m.dir);
@@ -147,6 +121,6 @@ describe.skipIf(!haveFuse).each(modes)("open files, $name", (mode) => {
     expect(log[1]).toBe(`2:${start.length + 9}:${sha(Buffer.concat([start, Buffer.from("appended\n")]))}`);
     // gone.bin: the put, then the tombstone; the write after unlink made no version.
     expect(history(`${prefix}gone.bin`).map((v) => v.split(":")[0])).toEqual(["1", "2"]);
-    expect(pg.psql(`SELECT meta->>'deleted' FROM pgfiles WHERE key = ${lit(`${prefix}gone.bin`)} AND (meta->>'version')::int = 2`)).toBe("true");
+    expect(fx.pg.psql(`SELECT meta->>'deleted' FROM pgfiles WHERE key = ${lit(`${prefix}gone.bin`)} AND (meta->>'version')::int = 2`)).toBe("true");
   }, 60_000);
 });

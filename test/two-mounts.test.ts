@@ -2,42 +2,15 @@
 // on one Postgres: what one closes the other sees soon after, through
 // LISTEN/NOTIFY (the metadata TTL of 30 s is far longer than these tests wait),
 // and two writers of one key keep every version.
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import fs from "node:fs";
-import os from "node:os";
-import path from "node:path";
-import { cleanEnv, ok, type CliEnv } from "./harness/cli.ts";
 import { canMount as haveFuse } from "./harness/fuse.ts";
-import { startCluster, type Cluster } from "./harness/postgres.ts";
+import { mountFixture } from "./harness/mounts.ts";
 
-let pg: Cluster;
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "pgfiles-two-"));
-const mounted = new Map<string, CliEnv>();
-
-beforeAll(async () => {
-  pg = await startCluster();
-  await ok(["init"], cleanEnv({ PGFILES_DSN: pg.dsn }));
-});
-afterEach(() => {
-  for (const dir of mounted.keys()) Bun.spawnSync({ cmd: ["umount", "-l", dir], stderr: "ignore" });
-  mounted.clear();
-});
-afterAll(async () => {
-  await pg?.destroy();
-  fs.rmSync(tmp, { recursive: true, force: true });
-});
-
-async function mountAt(prefix: string) {
-  const dir = fs.mkdtempSync(path.join(tmp, "mnt-"));
-  const env = cleanEnv({ PGFILES_DSN: pg.dsn, PGFILES_PREFIX: prefix, PGFILES_CACHE_DIR: fs.mkdtempSync(path.join(tmp, "cache-")) });
-  await ok(["mount", dir], env);
-  mounted.set(dir, env);
-  return { dir, env, p: (name: string) => path.join(dir, name) };
-}
-async function unmountAt(m: { dir: string; env: CliEnv }) {
-  await ok(["unmount", m.dir], m.env);
-  mounted.delete(m.dir);
-}
+const fx = mountFixture("pgfiles-two-");
+/** Each mount with its own cache directory, as two sandboxes would have. */
+const mountAt = (prefix: string) => fx.mount(prefix, { PGFILES_CACHE_DIR: fx.tempDir("cache-") });
+const unmountAt = fx.unmount;
 
 /** Polls `check` until it returns true; returns the milliseconds it took, or fails after `limitMs`. */
 async function until(what: string, check: () => boolean, limitMs = 5000): Promise<number> {
@@ -117,7 +90,7 @@ describe.skipIf(!haveFuse)("two mounts of one prefix", () => {
     expect(read(b.p("top.txt"))).toBe("at the root");
     await unmountAt(a);
     await unmountAt(b);
-    expect(pg.psql(`SELECT string_agg(key, ',' ORDER BY key) FROM pgfiles_head WHERE key LIKE 'two-gone/%' AND NOT deleted`)).toBe("two-gone/top.txt");
+    expect(fx.pg.psql(`SELECT string_agg(key, ',' ORDER BY key) FROM pgfiles_head WHERE key LIKE 'two-gone/%' AND NOT deleted`)).toBe("two-gone/top.txt");
   }, 60_000);
 
   test("both mounts writing one key at once keep every version, numbered in flush order, and both end on the latest", async () => {
@@ -134,7 +107,7 @@ describe.skipIf(!haveFuse)("two mounts of one prefix", () => {
     await Promise.all([writer(a, "A"), writer(b, "B")]);
     await unmountAt(a);
     await unmountAt(b);
-    const rows = pg
+    const rows = fx.pg
       .psql(`SELECT string_agg((meta->>'version') || '=' || convert_from(data, 'UTF8'), ',' ORDER BY (meta->>'version')::int) FROM pgfiles WHERE key = 'two-race/shared.txt'`)
       .split(",");
     // Every close became a version; numbers 1..2N without a gap; each writer's own versions in its order.
