@@ -3,7 +3,7 @@
 // Homebrew formula, laid out like the project's release downloads so that
 // install.sh can be pointed at the output directory served over HTTP:
 //
-//   OUT/download/v<version>/{pgfiles-<version>-<os>-<arch>.tar.gz, SHA256SUMS, VERSION, pgfiles.rb}
+//   OUT/download/v<version>/{pgfiles-<version>-<os>-<arch>.tar.gz, SHA256SUMS, VERSION, install.sh, pgfiles.rb}
 //   OUT/latest/download/    (the same files: this build is the newest)
 //
 //   bun build/release.ts [--out DIR] [--version V] [--targets linux-x64,darwin-arm64] [--formula]
@@ -89,6 +89,8 @@ export async function buildRelease(opts: { out: string; version?: string; platfo
     const sums = archives.map((a) => `${a.sha256}  ${path.basename(a.file)}\n`).sort().join("");
     fs.writeFileSync(path.join(dir, "SHA256SUMS"), sums);
     fs.writeFileSync(path.join(dir, "VERSION"), `${info.version}\n`);
+    // The installer is a release asset too: its documented url is latest/download/install.sh.
+    fs.copyFileSync(path.join(ROOT, "install.sh"), path.join(dir, "install.sh"));
     const release: Release = { version: info.version, commit: info.commit, dir, archives };
     if (archives.length === PLATFORMS.length) fs.writeFileSync(path.join(dir, "pgfiles.rb"), renderFormula(release));
     const latest = path.join(opts.out, "latest", "download");

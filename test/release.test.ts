@@ -27,10 +27,11 @@ function rubyCheck(file: string): { code: number; out: string } {
   return { code: r.exitCode, out: r.stdout.toString() + r.stderr.toString() };
 }
 
-test("a release is four archives, a SHA256SUMS that matches them, VERSION and the formula", () => {
+test("a release is four archives, a SHA256SUMS that matches them, VERSION, the installer and the formula", () => {
   const names = fs.readdirSync(rel.dir).sort();
   const archives = PLATFORMS.map((p) => archiveName(rel.version, p)).sort();
-  expect(names).toEqual([...archives, "SHA256SUMS", "VERSION", "pgfiles.rb"].sort());
+  expect(names).toEqual([...archives, "SHA256SUMS", "VERSION", "install.sh", "pgfiles.rb"].sort());
+  expect(fs.readFileSync(path.join(rel.dir, "install.sh"))).toEqual(fs.readFileSync(path.join(ROOT, "install.sh")));
   const sums = fs.readFileSync(path.join(rel.dir, "SHA256SUMS"), "utf8");
   const lines = sums.trimEnd().split("\n");
   expect(lines.length).toBe(4);
