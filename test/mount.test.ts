@@ -194,7 +194,7 @@ EOF
     expect(q(`SELECT convert_from(p.data, 'UTF8') FROM pgfiles_head h JOIN pgfiles p ON p.id = h.id WHERE h.key = 'two/shared.txt'`)).toBe("AAA....BBB");
   }, 60_000);
 
-  test("status from inside the mount: pending versions, then flushed ones with a flush rate and the kernel session's counters", async () => {
+  test("status from inside the mount: pending versions, then flushed ones with a flush rate, the kernel session's counters and the daemon's pid", async () => {
     const { dir, env } = await mountAt("rate/");
     for (let i = 0; i < 40; i++) fs.writeFileSync(path.join(dir, `f${i}`), `file ${i}`);
     let st: any = null;
@@ -211,6 +211,11 @@ EOF
     const text = (await ok(["status"], { ...env, PWD: dir }, undefined, 0, dir)).stdout;
     expect(text).toMatch(/rate: +[\d.]+ versions\/s/);
     expect(text).toMatch(/io: +\d+ kernel requests/);
+    // The daemon serving the mount is the program under test: the compiled
+    // binary when test/run.sh points PGFILES_TEST_BINARY at it, else Bun.
+    const exe = fs.readlinkSync(`/proc/${st.pid}/exe`);
+    const bin = process.env.PGFILES_TEST_BINARY;
+    expect(exe).toBe(fs.realpathSync(bin ?? path.resolve(import.meta.dir, "../node_modules/.bin/bun")));
     await unmountAt(dir, env);
   }, 60_000);
 
