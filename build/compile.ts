@@ -22,13 +22,15 @@ export async function buildInfo(): Promise<BuildInfo> {
   return { version: pkg.version, commit: commit + (dirty ? "-dirty" : "") };
 }
 
-/** Compiles src/cli/main.ts for `target` (a Bun target such as bun-darwin-arm64; null = this machine). */
+/** Compiles the CLI (src/cli/entry.ts) for `target` (a Bun target such as bun-darwin-arm64; null = this machine). */
 export async function compileBinary(target: string | null, outfile: string, info: BuildInfo): Promise<void> {
   fs.mkdirSync(path.dirname(outfile), { recursive: true });
   const result = await Bun.build({
-    entrypoints: [path.join(ROOT, "src/cli/main.ts")],
+    entrypoints: [path.join(ROOT, "src/cli/entry.ts")],
     compile: target ? { target: target as never, outfile } : { outfile },
     minify: true,
+    bytecode: true,
+    format: "esm",
     sourcemap: "none",
     define: {
       PGFILES_VERSION: JSON.stringify(info.version),
