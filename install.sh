@@ -47,6 +47,7 @@ while [ $# -gt 0 ]; do
 done
 base_url="${base_url%/}"
 version="${version#v}"
+[ "$version" != latest ] || version=""
 
 # --- which build ------------------------------------------------------------
 os_name=$(uname -s)
