@@ -5,10 +5,11 @@ import fs from "node:fs";
 import path from "node:path";
 import m001 from "../../journal/migrations/001_initial.sql" with { type: "text" };
 import m002 from "../../journal/migrations/002_running_totals.sql" with { type: "text" };
+import m003 from "../../journal/migrations/003_nfs_handles.sql" with { type: "text" };
 import { PgfilesError } from "../errors.ts";
 
 /** Migrations in order; index + 1 is the user_version after applying it. */
-const MIGRATIONS: string[] = [m001, m002];
+const MIGRATIONS: string[] = [m001, m002, m003];
 export const JOURNAL_VERSION = MIGRATIONS.length;
 
 /** The database a DSN points at, without credentials: "user@host:port/db". */

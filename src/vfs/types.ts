@@ -129,4 +129,6 @@ export interface Vfs {
   setxattr(ino: bigint, name: string, value: Uint8Array, flags: number, who: Caller): Promise<void>;
   removexattr(ino: bigint, name: string, who: Caller): Promise<void>;
   access(ino: bigint, mask: number, who: Caller): Promise<void>;
+  /** Where an inode is now ("" for the root), or null when it left the tree: NFS handles name files by path. */
+  pathOf?(ino: bigint): string | null;
 }

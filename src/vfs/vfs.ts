@@ -385,6 +385,15 @@ export class PgVfs implements Vfs {
     return NodeTable.attr(n);
   }
 
+  /** Where an inode is now, relative to the mount root ("" for the root); null when it is unknown or no
+   * longer in the tree (removed here or by another writer). For a frontend that names files by path
+   * across restarts (NFS file handles). */
+  pathOf(ino: bigint): string | null {
+    const n = this.nodes.get(ino);
+    if (!n || NodeTable.detached(n)) return null;
+    return NodeTable.path(n);
+  }
+
   forget(ino: bigint, count: number) {
     const n = this.nodes.get(ino);
     if (!n || ino === 1n) return;
