@@ -2,8 +2,6 @@
 // socket, signals, and a bounded clean shutdown that never loses data.
 import type { Config } from "../config/index.ts";
 import { OfflineError } from "../errors.ts";
-import { mount as fuseMount, unmount as fuseUnmount, type Mounted } from "../fuse/mount.ts";
-import { startSession } from "../fuse/session.ts";
 import { Journal } from "../journal/journal.ts";
 import type { Logger } from "../log.ts";
 import { connect, describe, dsnHost, type Sql } from "../store/connect.ts";
@@ -13,6 +11,7 @@ import { Follower } from "../sync/follower.ts";
 import { Errno, VfsError } from "../vfs/types.ts";
 import { PgVfs } from "../vfs/vfs.ts";
 import { serve, type Request } from "./control.ts";
+import { startFrontend, type Backend, type Frontend } from "./frontend.ts";
 import { type MountRecord, removeRecord, socketPath, writeRecord } from "./registry.ts";
 import { FlushRate, journalStatus } from "./status.ts";
 
@@ -22,7 +21,14 @@ const STRICT_WAIT_MS = 30_000;
 export interface DaemonOptions {
   config: Config;
   dsn: string;
-  mountpoint: string;
+  /** null: serve NFS without mounting (`pgfiles serve-nfs`): no registry record, no control socket. */
+  mountpoint: string | null;
+  /** FUSE (Linux) or NFS (macOS). Default fuse. */
+  backend?: Backend;
+  /** NFS: the port to listen on (default: any free one). */
+  port?: number;
+  /** Called once the frontend serves, before the daemon settles into running. */
+  onServing?: (frontend: Frontend) => void;
   log: Logger;
   /** How long shutdown may spend flushing before it leaves the rest queued. */
   drainTimeoutMs?: number;
@@ -42,11 +48,15 @@ export async function runDaemon(o: DaemonOptions): Promise<UnmountResult> {
   journal.releaseHeld();
   journal.checkpointInBackground((m) => log.warn({ err: m }, "journal checkpoint failed"));
   const sql: Sql = connect({ dsn: o.dsn, poolSize: config.poolSize, preparedStatements: config.preparedStatements, connectTimeout: 5 });
+  const backend = o.backend ?? "fuse";
+  const mp = o.mountpoint;
   const record: MountRecord = {
-    pid: process.pid, mountpoint: o.mountpoint, socket: socketPath(o.mountpoint), prefix: config.prefix, journal: journal.dir,
-    backend: "fuse", startedAt: Date.now(), state: "starting", warnings: [],
+    pid: process.pid, mountpoint: mp ?? "", socket: mp ? socketPath(mp) : "", prefix: config.prefix, journal: journal.dir,
+    backend, startedAt: Date.now(), state: "starting", warnings: [],
   };
-  writeRecord(record);
+  // Only a mount has a record (how `unmount` and `status` find it); serve-nfs is found by its port.
+  const saveRecord = () => void (mp && writeRecord(record));
+  saveRecord();
 
   // Postgres away at mount time is not an error: serve from the journal and cache.
   let online = true;
@@ -57,7 +67,7 @@ export async function runDaemon(o: DaemonOptions): Promise<UnmountResult> {
     if (!(err instanceof OfflineError)) {
       record.state = "failed";
       record.error = err.message;
-      writeRecord(record);
+      saveRecord();
       await sql.end({ timeout: 2 });
       journal.close();
       throw err;
@@ -91,19 +101,18 @@ export async function runDaemon(o: DaemonOptions): Promise<UnmountResult> {
 
   await vfs.loadRoot();
 
-  let mounted: Mounted;
+  let frontend: Frontend;
   try {
-    mounted = await fuseMount(o.mountpoint, { readOnly: config.readOnly });
+    frontend = await startFrontend(backend, { vfs, journal, config, log, mountpoint: mp, port: o.port });
   } catch (e) {
     record.state = "failed";
     record.error = (e as Error).message;
-    writeRecord(record);
+    saveRecord();
     await sql.end({ timeout: 2 });
     journal.close();
     throw e;
   }
-  if (mounted.nonEmpty) record.warnings!.push(`${o.mountpoint} was not empty: its files are hidden while pgfiles is mounted there.`);
-  if (mounted.reclaimed) record.warnings!.push(`A stale pgfiles mount at ${o.mountpoint} was cleaned up first.`);
+  record.warnings!.push(...frontend.warnings);
 
   // While Postgres is (or was last seen) away, probe it every few seconds so
   // reads go back to it as soon as it returns, even with nothing to flush.
@@ -123,10 +132,6 @@ export async function runDaemon(o: DaemonOptions): Promise<UnmountResult> {
     }
   }, 3000);
 
-  const ttl = Math.min(config.metadataTtlMs, 1000);
-  // Passthrough needs CAP_SYS_ADMIN (FUSE_DEV_IOC_BACKING_OPEN): as root, unless switched off.
-  const passthrough = config.passthrough && process.getuid?.() === 0;
-  const session = startSession({ fd: mounted.fd, vfs, readers: 2, entryTtlMs: ttl, attrTtlMs: ttl, log, passthrough });
   // Flush four times a second rather than after every close: one Postgres
   // transaction per close (13,917 in the agent workload) cost 40% of the thread
   // that answers the kernel. Each round takes everything recorded until then in
@@ -144,7 +149,7 @@ export async function runDaemon(o: DaemonOptions): Promise<UnmountResult> {
     listen: config.preparedStatements,
     onChanges: async (changes) => {
       const invalidations = await vfs.remoteChanges(changes);
-      await Promise.all(invalidations.map((i) => ("ino" in i ? session.invalidateInode(i.ino) : session.invalidateEntry(i.parent, i.name))));
+      await Promise.all(invalidations.map((i) => frontend.invalidate(i)));
     },
   });
   void follower.start();
@@ -164,8 +169,8 @@ export async function runDaemon(o: DaemonOptions): Promise<UnmountResult> {
       await background?.stop();
       vfs.commitAll();
       // Unmount first: after this no new writes can arrive.
-      await fuseUnmount(mounted.mountpoint).catch((e) => log.warn({ err: (e as Error).message }, "unmount failed"));
-      await session.stop().catch(() => {});
+      await frontend.unmount();
+      await frontend.stop();
       const deadline = Date.now() + (wait ? Number.MAX_SAFE_INTEGER : (o.drainTimeoutMs ?? 30_000));
       let flushed = 0;
       let offline: string | null = null;
@@ -185,8 +190,8 @@ export async function runDaemon(o: DaemonOptions): Promise<UnmountResult> {
       }
       const pending = journal.stats().pending;
       record.state = "stopped";
-      removeRecord(o.mountpoint);
-      control.close();
+      if (mp) removeRecord(mp);
+      control?.close();
       await sql.end({ timeout: 5 });
       journal.close();
       return { flushed, pending, offline };
@@ -195,16 +200,15 @@ export async function runDaemon(o: DaemonOptions): Promise<UnmountResult> {
     return shuttingDown;
   };
 
-  const control = serve(record.socket, async (req: Request, progress) => {
+  const control = mp ? serve(record.socket, async (req: Request, progress) => {
     switch (req.cmd) {
       case "status": {
         const st = journalStatus(
           journal,
-          { mount: o.mountpoint, prefix: config.prefix, pid: process.pid, backend: "fuse" },
+          { mount: mp, prefix: config.prefix, pid: process.pid, backend },
           { server: dsnHost(o.dsn), online: flusher.state !== "offline" && (online || flusher.state === "online"), reason: flusher.lastError },
         );
-        const io = session.stats();
-        return { ...st, flushRate: rate.current(), io: { requests: io.requests, passthrough: io.passthrough, passthroughOpens: io.passthroughOpens } };
+        return { ...st, flushRate: rate.current(), io: frontend.io() };
       }
       case "cache-stats":
         return journal.stats();
@@ -213,14 +217,15 @@ export async function runDaemon(o: DaemonOptions): Promise<UnmountResult> {
       case "unmount":
         return await shutdown(progress, req.wait);
     }
-  });
+  }) : null;
 
   for (const sig of ["SIGTERM", "SIGINT"] as const) process.on(sig, () => void shutdown());
   record.state = "ready";
-  writeRecord(record);
+  saveRecord();
   for (const w of record.warnings!) log.warn(w);
+  o.onServing?.(frontend);
 
   // Someone ran umount(8) directly: the session ends; shut down the rest.
-  void session.done.then(() => shutdown());
+  void frontend.ended.then(() => shutdown());
   return await done;
 }

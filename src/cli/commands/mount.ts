@@ -7,6 +7,9 @@ import { runDaemon, type UnmountResult } from "../../daemon/daemon.ts";
 import { alive, readRecord, removeRecord } from "../../daemon/registry.ts";
 import { PgfilesError } from "../../errors.ts";
 import { canonicalMountpoint, mountState, unmount as fuseUnmount } from "../../fuse/mount.ts";
+import { mountCommand, nfsMountsAt, unmountNfs } from "../../nfs/mount.ts";
+import { NFS_TRANSFER_BYTES } from "../../nfs/server.ts";
+import type { Backend } from "../../daemon/frontend.ts";
 import { Context, shellCwd } from "../context.ts";
 import { out, warn } from "../run.ts";
 
@@ -46,18 +49,20 @@ export function registerMount(program: Command) {
     .option("--backend <backend>", "fuse (Linux) or nfs (macOS)", process.platform === "darwin" ? "nfs" : "fuse")
     .action(async (first: string, second: string | undefined, opts: { foreground?: boolean; backend: string }) => {
       const [dsnArg, target] = second === undefined ? [undefined, first] : [first, second];
-      if (opts.backend !== "fuse") throw new PgfilesError(`The ${opts.backend} backend is not available in this build; use --backend fuse.`, { exitCode: 2 });
+      const backend = checkBackend(opts.backend);
       const ctx = new Context(program, dsnArg ? { dsn: dsnArg } : {}, { mountAware: false });
       const mountpoint = checkDir(target);
       const state = await mountState(mountpoint);
       const rec = readRecord(mountpoint);
       // The kernel is the judge: a stale mount (its daemon died) is reclaimed by mount().
-      const busy = state === "alive" || (state === "none" && rec?.state === "starting" && alive(rec.pid) && rec.pid !== process.pid);
+      // An NFS mount is alive while its daemon is; a dead one's is reclaimed the same way.
+      const nfsAlive = rec?.backend === "nfs" && alive(rec.pid) && rec.pid !== process.pid && (await nfsMountsAt(mountpoint)).length > 0;
+      const busy = state === "alive" || nfsAlive || (state === "none" && rec?.state === "starting" && alive(rec.pid) && rec.pid !== process.pid);
       if (busy) {
         throw new PgfilesError(`${mountpoint} is already mounted${rec ? ` (pgfiles pid ${rec.pid}, prefix ${JSON.stringify(rec.prefix)})` : ""}; unmount it first.`);
       }
       if (opts.foreground) {
-        const r = await runDaemon({ config: ctx.config, dsn: ctx.dsn, mountpoint, log: ctx.log });
+        const r = await runDaemon({ config: ctx.config, dsn: ctx.dsn, mountpoint, backend, log: ctx.log });
         report(mountpoint, r);
         return;
       }
@@ -66,7 +71,7 @@ export function registerMount(program: Command) {
       const logFile = path.join(ctx.config.cacheDir, "daemon.log");
       fs.mkdirSync(ctx.config.cacheDir, { recursive: true });
       const logFd = fs.openSync(logFile, "a");
-      const args = [...selfCommand(), "mount", "--foreground", mountpoint];
+      const args = [...selfCommand(), "mount", "--foreground", "--backend", backend, mountpoint];
       const child = spawn(args[0], args.slice(1), {
         detached: true,
         stdio: ["ignore", logFd, logFd],
@@ -104,6 +109,12 @@ export function registerMount(program: Command) {
       const mountpoint = canonicalMountpointOf(target);
       const rec = readRecord(mountpoint);
       if (!rec || !alive(rec.pid)) {
+        if ((await nfsMountsAt(mountpoint)).length > 0) {
+          await unmountNfs(mountpoint, { force: true });
+          removeRecord(mountpoint);
+          out(`Cleaned up a stale mount at ${mountpoint} (its daemon was gone); pending versions stay in the journal for the next mount or command.`);
+          return;
+        }
         const state = await mountState(mountpoint);
         if (state === "none") {
           removeRecord(mountpoint);
@@ -125,6 +136,38 @@ export function registerMount(program: Command) {
       for (let i = 0; i < 100 && alive(rec.pid); i++) await Bun.sleep(50);
       report(mountpoint, r);
     });
+
+  program
+    .command("serve-nfs")
+    .argument("[dsn]", "the connection string (else PGFILES_DSN)")
+    .description("serve the prefix over NFSv3 on 127.0.0.1 without mounting it (containers, tests); runs until SIGINT/SIGTERM")
+    .option("--port <port>", "the port for NFS and MOUNT (default: any free port)", "0")
+    .option("--json", "print where it serves as one JSON line")
+    .action(async (dsnArg: string | undefined, opts: { port: string; json?: boolean }) => {
+      const port = Number(opts.port);
+      if (!Number.isInteger(port) || port < 0 || port > 65535) throw new PgfilesError(`--port must be a port number (0-65535), not ${JSON.stringify(opts.port)}.`, { exitCode: 2 });
+      const ctx = new Context(program, dsnArg ? { dsn: dsnArg } : {}, { mountAware: false });
+      const r = await runDaemon({
+        config: ctx.config, dsn: ctx.dsn, mountpoint: null, backend: "nfs", port, log: ctx.log,
+        onServing: (f) => {
+          const nfs = f.nfs!;
+          if (opts.json) {
+            out(JSON.stringify({ host: nfs.host, port: nfs.port, exportPath: nfs.exportPath, pid: process.pid, prefix: ctx.config.prefix }));
+            return;
+          }
+          const spec = { ...nfs, mountpoint: "DIR", metadataTtlMs: ctx.config.metadataTtlMs, readOnly: ctx.config.readOnly, transferBytes: NFS_TRANSFER_BYTES };
+          out(`Serving ${JSON.stringify(ctx.config.prefix)} over NFSv3 on ${nfs.host} port ${nfs.port}, export ${nfs.exportPath} (pid ${process.pid}); only uid ${process.getuid?.() ?? 0} and root may use it.`);
+          out(`Mount it on macOS with:  ${mountCommand("darwin", spec).join(" ")}`);
+          out(`Mount it on Linux with:  ${mountCommand("linux", spec).join(" ")}`);
+        },
+      });
+      if (!opts.json) report(null, r);
+    });
+}
+
+function checkBackend(b: string): Backend {
+  if (b === "fuse" || b === "nfs") return b;
+  throw new PgfilesError(`--backend must be fuse or nfs, not ${JSON.stringify(b)}.`, { exitCode: 2 });
 }
 
 function canonicalMountpointOf(p: string): string {
@@ -135,11 +178,13 @@ function canonicalMountpointOf(p: string): string {
   }
 }
 
-function report(mountpoint: string, r: UnmountResult) {
+/** What an unmount (or the end of serve-nfs: mountpoint null) left behind. */
+function report(mountpoint: string | null, r: UnmountResult) {
+  const what = mountpoint ? `Unmounted ${mountpoint}` : "Stopped the NFS server";
   if (r.pending > 0) {
-    out(`Unmounted ${mountpoint}. ${r.offline ?? "PostgreSQL is unreachable."} ${r.pending} version${r.pending === 1 ? "" : "s"} stay queued in the local journal; the next mount or pgfiles command with this prefix delivers them.`);
+    out(`${what}. ${r.offline ?? "PostgreSQL is unreachable."} ${r.pending} version${r.pending === 1 ? "" : "s"} stay queued in the local journal; the next mount or pgfiles command with this prefix delivers them.`);
   } else {
-    out(`Unmounted ${mountpoint}; everything is in PostgreSQL${r.flushed ? ` (${r.flushed} versions flushed)` : ""}.`);
+    out(`${what}; everything is in PostgreSQL${r.flushed ? ` (${r.flushed} versions flushed)` : ""}.`);
   }
 }
 
