@@ -55,6 +55,23 @@ describe("NFS handle table", () => {
     j.close();
   });
 
+  test("names outside the BMP (emoji) move and die with their directory, also after reopening", () => {
+    const dir = path.join(tmp, "emoji");
+    let j = open(dir);
+    let t = new HandleTable(j);
+    const [child, gone] = t.ensureMany(["📁/c.txt", "🎉/x"]);
+    t.rename("📁", "d");
+    t.remove("🎉");
+    j.close();
+    j = open(dir);
+    t = new HandleTable(j);
+    expect(t.byFileid(child.fileid)?.path).toBe("d/c.txt");
+    expect(t.byFileid(gone.fileid)).toBeNull();
+    // A new file where the removed one was is a new identity, not the old handle's.
+    expect(t.ensure("🎉/x").fileid).not.toBe(gone.fileid);
+    j.close();
+  });
+
   test("CREATE EXCLUSIVE's verifier is kept with the row", () => {
     const j = open(path.join(tmp, "e"));
     const t = new HandleTable(j);

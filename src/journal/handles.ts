@@ -7,6 +7,10 @@ import type { Database } from "bun:sqlite";
 import { randomInt } from "node:crypto";
 import type { Journal } from "./journal.ts";
 
+/** Rows at path ?1 or below it. Lengths are SQLite's (characters), never JavaScript's (UTF-16 units):
+ * the two differ for names outside the BMP, such as emoji. */
+const SUBTREE = "(path = ?1 OR substr(path, 1, length(?1) + 1) = ?1 || '/')";
+
 export interface HandleRow {
   fileid: bigint;
   /** Relative to the mount root, "" for the root. */
@@ -105,7 +109,7 @@ export class HandleTable {
   /** The file at `path` (and, for a directory, everything below it) is gone: its handles become stale. */
   remove(path: string) {
     if (path === "") return; // the root never goes away
-    this.db.query("DELETE FROM nfs_handles WHERE path = ? OR substr(path, 1, ?) = ?").run(path, path.length + 1, path + "/");
+    this.db.query(`DELETE FROM nfs_handles WHERE ${SUBTREE}`).run(path);
     for (const r of [...this.byPath.values()]) if (within(r.path, path)) this.forget(r);
   }
 
@@ -116,10 +120,8 @@ export class HandleTable {
   rename(from: string, to: string) {
     if (from === to || from === "") return;
     this.db.transaction(() => {
-      this.db.query("DELETE FROM nfs_handles WHERE path = ? OR substr(path, 1, ?) = ?").run(to, to.length + 1, to + "/");
-      this.db
-        .query("UPDATE nfs_handles SET path = ? || substr(path, ?) WHERE path = ? OR substr(path, 1, ?) = ?")
-        .run(to, from.length + 1, from, from.length + 1, from + "/");
+      this.db.query(`DELETE FROM nfs_handles WHERE ${SUBTREE}`).run(to);
+      this.db.query(`UPDATE nfs_handles SET path = ?2 || substr(path, length(?1) + 1) WHERE ${SUBTREE}`).run(from, to);
     })();
     for (const r of [...this.byPath.values()]) if (within(r.path, to)) this.forget(r);
     const moved = [...this.byPath.values()].filter((r) => within(r.path, from));

@@ -147,6 +147,22 @@ describe("journal", () => {
     j.close();
   });
 
+  test("making a pending copy durable fsyncs the body of the version it copies (a chmod after a close)", () => {
+    const j = open();
+    const large = version(j, "p/durable", Buffer.alloc(INLINE_MAX * 2, 9));
+    j.record([large], false); // a close: recorded, body file not fsynced
+    const chmod: NewVersion = { id: crypto.randomUUID(), key: "p/durable", op: "copy", meta: large.meta, src: { id: large.id } };
+    const rename: NewVersion = { id: crypto.randomUUID(), key: "p/moved", op: "copy", meta: large.meta, src: { id: chmod.id } };
+    j.record([chmod], false);
+    j.record([rename], false);
+    const synced: string[] = [];
+    const pathOf = j.bodies.pathOf.bind(j.bodies);
+    j.bodies.pathOf = (name: string) => (synced.push(name), pathOf(name));
+    j.makeDurable(rename.id);
+    expect(synced).toEqual([j.pendingById(large.id)!.body_file!]);
+    j.close();
+  });
+
   test("checkpoints run in the background: the database file takes the WAL's pages while this thread only commits", async () => {
     const j = open();
     j.checkpointInBackground();

@@ -99,7 +99,17 @@ export class Journal {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e; // no WAL: everything is in the database file
     }
-    const row = id ? this.pendingById(id) : null;
+    // A pending copy (a chmod, a rename, …) has no body of its own: the bytes
+    // are its pending source's, whose file may not have been fsynced yet (a
+    // close records without fsync). Follow the chain to the body.
+    let row = id ? this.pendingById(id) : null;
+    for (let hops = 0; row && row.op === "copy" && hops < 1000; hops++) {
+      row = row.src_id
+        ? this.pendingById(row.src_id)
+        : row.src_key !== null && row.src_version === null
+          ? ((this.db.query("SELECT * FROM pending WHERE key = $key AND seq < $seq ORDER BY seq DESC LIMIT 1").get({ key: row.src_key, seq: row.seq }) as PendingRow | null) ?? null)
+          : null;
+    }
     if (row?.body_file) {
       fsyncPath(this.bodies.pathOf(row.body_file));
       fsyncDir(this.bodies.dir);

@@ -16,7 +16,7 @@ describe("the system's NFS mount", () => {
     expect(mountCommand("darwin", spec)).toEqual([
       "/sbin/mount_nfs",
       "-o",
-      "vers=3,tcp,port=40123,mountport=40123,soft,timeo=10,retrans=3,actimeo=30,rsize=1048576,wsize=1048576,nosuid,nodev,locallocks,deadtimeout=10,noresvport,nonegnamecache,nfc,nobrowse",
+      "vers=3,tcp,port=40123,mountport=40123,soft,intr,timeo=30,retrans=4,actimeo=30,rsize=1048576,wsize=1048576,nosuid,nodev,locallocks,deadtimeout=30,noresvport,nonegnamecache,nfc,nobrowse",
       "127.0.0.1:/pgfiles-0123456789abcdef0123456789abcdef",
       "/Users/agent/work",
     ]);
@@ -28,7 +28,7 @@ describe("the system's NFS mount", () => {
       "-t",
       "nfs",
       "-o",
-      "vers=3,tcp,port=40123,mountport=40123,soft,timeo=10,retrans=3,actimeo=1,rsize=1048576,wsize=1048576,nosuid,nodev,ro,nolock,local_lock=all,mountproto=tcp,lookupcache=positive",
+      "vers=3,tcp,port=40123,mountport=40123,soft,intr,timeo=30,retrans=4,actimeo=1,rsize=1048576,wsize=1048576,nosuid,nodev,ro,nolock,local_lock=all,mountproto=tcp,lookupcache=positive",
       "127.0.0.1:/pgfiles-0123456789abcdef0123456789abcdef",
       "/work",
     ]);

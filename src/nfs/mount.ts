@@ -38,10 +38,14 @@ export function mountOptions(platform: NodeJS.Platform, s: NfsMountSpec): string
     `port=${s.port}`,
     `mountport=${s.port}`,
     // soft + bounded timeo/retrans: if the daemon dies, a call fails with
-    // ETIMEDOUT after about timeo*retrans instead of hanging the agent forever.
+    // ETIMEDOUT after about timeo*(retrans+1) instead of hanging the agent
+    // forever. Not shorter: a healthy daemon can take seconds to answer the
+    // first READ of a large file it must fetch from Postgres, and a soft mount
+    // turns a slow answer into an error.
     "soft",
-    "timeo=10", // tenths of a second: 1 s per try
-    "retrans=3",
+    "intr", // and Ctrl-C interrupts a waiting call
+    "timeo=30", // tenths of a second: 3 s per try
+    "retrans=4",
     // Match the daemon's metadata TTL: what the client caches it trusts as long as we do.
     `actimeo=${actimeo}`,
     // Ask for the server's full transfer size (FSINFO says the same).
@@ -58,9 +62,9 @@ export function mountOptions(platform: NodeJS.Platform, s: NfsMountSpec): string
       // We do not serve NLM (lockd): fcntl/flock locks are kept by the local kernel,
       // which is right for one machine's processes sharing a mount.
       "locallocks",
-      // After 10 s without an answer the mount is declared dead and unmounted,
+      // After 30 s without an answer the mount is declared dead and unmounted,
       // instead of macOS's "Server connections interrupted" dialog waiting on a user.
-      "deadtimeout=10",
+      "deadtimeout=30",
       // Our server does not require a privileged source port, and a non-root
       // mount cannot bind one.
       "noresvport",

@@ -51,8 +51,12 @@ export function registerMount(program: Command) {
       const [dsnArg, target] = second === undefined ? [undefined, first] : [first, second];
       const backend = checkBackend(opts.backend);
       const ctx = new Context(program, dsnArg ? { dsn: dsnArg } : {}, { mountAware: false });
-      const mountpoint = checkDir(target);
-      const state = await mountState(mountpoint);
+      // stat(2) of an NFS mount whose daemon is dead waits out the soft timeout
+      // and fails with ETIMEDOUT or EIO, not ENOTCONN: recognise our NFS mounts
+      // by the mount table first, so that a stale one is reclaimed, not refused.
+      const nfsHere = (await nfsMountsAt(canonicalMountpointOf(target))).length > 0;
+      const mountpoint = nfsHere ? canonicalMountpointOf(target) : checkDir(target);
+      const state = nfsHere ? "none" : await mountState(mountpoint);
       const rec = readRecord(mountpoint);
       // The kernel is the judge: a stale mount (its daemon died) is reclaimed by mount().
       // An NFS mount is alive while its daemon is; a dead one's is reclaimed the same way.
