@@ -8,13 +8,20 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash, randomBytes } from "node:crypto";
 import fs from "node:fs";
+import net from "node:net";
 import os from "node:os";
 import path from "node:path";
+import { Journal } from "../src/journal/journal.ts";
+import { createLogger } from "../src/log.ts";
 import { decodeMountres3, MNT3_OK, MNT3ERR_ACCES, MOUNT_PROGRAM, MOUNT_V3 } from "../src/nfs/mount-xdr.ts";
 import * as X from "../src/nfs/nfs3-xdr.ts";
 import { encodeRecord } from "../src/nfs/record.ts";
-import { AUTH_BADCRED, AUTH_TOOWEAK, GARBAGE_ARGS, PROC_UNAVAIL, PROG_UNAVAIL, type RpcReply } from "../src/nfs/rpc.ts";
+import { AUTH_BADCRED, AUTH_NONE, AUTH_TOOWEAK, encodeCall, GARBAGE_ARGS, PROC_UNAVAIL, PROG_UNAVAIL, type RpcReply } from "../src/nfs/rpc.ts";
+import { MAX_QUEUED_REPLY_BYTES, type NfsServer, startNfsServer } from "../src/nfs/server.ts";
 import { XdrReader, XdrWriter } from "../src/nfs/xdr.ts";
+import { connect } from "../src/store/connect.ts";
+import { Errno, VfsError } from "../src/vfs/types.ts";
+import { PgVfs } from "../src/vfs/vfs.ts";
 import { cleanEnv, ok } from "./harness/cli.ts";
 import { haveLibnfs, NfsClient, NfsClientError, O_CREAT, O_EXCL, O_RDONLY, O_RDWR, O_WRONLY } from "./harness/libnfs.ts";
 import { connectRaw, type Cred, type RawClient } from "./harness/nfs-raw.ts";
@@ -34,10 +41,21 @@ const daemons = new Set<Daemon>();
 const clients = new Set<NfsClient>();
 const raws = new Set<RawClient>();
 
+interface DaemonStats {
+  requests: number;
+  connections: number;
+  queuedReplyBytes: number;
+  maxQueuedReplyBytes: number;
+}
+
 interface Daemon {
   port: number;
   verifier: string;
   child: ReturnType<typeof Bun.spawn>;
+  /** The server's counters (SIGUSR1: the daemon prints them as one JSON line). */
+  stats(): Promise<DaemonStats>;
+  /** The daemon process's resident memory, in MiB. */
+  rssMiB(): number;
   stop(): Promise<void>;
 }
 
@@ -51,20 +69,47 @@ async function startDaemon(o: { port?: number; idleMs?: number } = {}): Promise<
     stdout: "pipe",
     stderr: "inherit",
   });
+  // Its stdout, line by line: the first says where it serves, each later one answers a SIGUSR1.
   const reader = (child.stdout as ReadableStream<Uint8Array>).getReader();
-  let text = "";
-  const deadline = Date.now() + 30_000;
-  while (!text.includes("\n")) {
-    if (Date.now() > deadline) throw new Error("the NFS daemon did not start");
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`the NFS daemon exited: ${await child.exited}`);
-    text += new TextDecoder().decode(value);
-  }
-  reader.releaseLock();
-  const info = JSON.parse(text.split("\n")[0]) as { port: number; verifier: string };
+  const lines: string[] = [];
+  const lineWaiters: ((line: string | null) => void)[] = [];
+  void (async () => {
+    let text = "";
+    for (;;) {
+      const { value, done } = await reader.read().catch(() => ({ value: undefined, done: true as const }));
+      if (done) break;
+      text += new TextDecoder().decode(value);
+      let nl;
+      while ((nl = text.indexOf("\n")) >= 0) {
+        const line = text.slice(0, nl);
+        text = text.slice(nl + 1);
+        const w = lineWaiters.shift();
+        if (w) w(line);
+        else lines.push(line);
+      }
+    }
+    for (const w of lineWaiters.splice(0)) w(null);
+  })();
+  const nextLine = (timeoutMs: number) =>
+    new Promise<string>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error("the NFS daemon printed nothing")), timeoutMs);
+      const take = (line: string | null) => {
+        clearTimeout(t);
+        if (line === null) reject(new Error(`the NFS daemon exited: ${child.exitCode}`));
+        else resolve(line);
+      };
+      if (lines.length > 0) take(lines.shift()!);
+      else lineWaiters.push(take);
+    });
+  const info = JSON.parse(await nextLine(30_000)) as { port: number; verifier: string };
   const d: Daemon = {
     ...info,
     child,
+    async stats() {
+      child.kill("SIGUSR1");
+      return JSON.parse(await nextLine(10_000)) as DaemonStats;
+    },
+    rssMiB: () => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${child.pid}/status`, "utf8"))![1]) / 1024,
     async stop() {
       child.kill("SIGTERM");
       const code = await Promise.race([child.exited, Bun.sleep(30_000).then(() => "timeout" as const)]);
@@ -124,6 +169,45 @@ afterAll(async () => {
   await pg?.destroy();
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
 });
+
+// ---- an NFS server in this process (for what needs the vfs underneath changed: injected failures) ----
+
+let inProcessCount = 0;
+
+/** A server in this process on its own prefix and cache, over a vfs whose methods `over` may replace. */
+async function startInProcess(o: { over?: (vfs: PgVfs) => Record<string, (...a: any[]) => any>; idleMs?: number; mountOnce?: boolean; closeTimeoutMs?: number } = {}) {
+  const prefix = `inproc-${++inProcessCount}/`;
+  const log = createLogger("error");
+  const journal = new Journal({ cacheDir: path.join(tmp, `inproc-cache-${inProcessCount}`), dsn: pg.dsn, prefix, cacheMaxSize: 1 << 30 });
+  journal.collectGarbage();
+  const sql = connect({ dsn: pg.dsn, poolSize: 4, preparedStatements: true, connectTimeout: 5 });
+  const vfs = new PgVfs({ journal, sql: () => sql, prefix, readOnly: false, metadataTtlMs: 1000, log });
+  await vfs.loadRoot();
+  const over = o.over?.(vfs) ?? {};
+  // Everything else goes to the real vfs, bound to it.
+  const wrapped = new Proxy(vfs, {
+    get(t, k) {
+      if (typeof k === "string" && k in over) return over[k];
+      const v = Reflect.get(t, k, t);
+      return typeof v === "function" ? v.bind(t) : v;
+    },
+  });
+  const server: NfsServer = await startNfsServer({
+    vfs: wrapped, journal, port: 0, exportPath: EXPORT, ownerUid: OWNER, log,
+    ...(o.idleMs ? { idleCloseMs: o.idleMs } : {}),
+    ...(o.mountOnce !== undefined ? { mountOnce: o.mountOnce } : {}),
+    ...(o.closeTimeoutMs !== undefined ? { closeTimeoutMs: o.closeTimeoutMs } : {}),
+  });
+  return {
+    server,
+    vfs,
+    async done() {
+      await server.close();
+      await sql.end({ timeout: 2 });
+      journal.close();
+    },
+  };
+}
 
 // ---- raw NFS calls and their results ----
 
@@ -518,6 +602,28 @@ describe("NFSv3 wire: procedures libnfs cannot send, identity and security (raw 
     expect(unchecked.attr!.size).toBe(0n);
   });
 
+  test("two CREATEs of the same new name at once (UNCHECKED, both in flight) both succeed with one fileid, and both handles work; so does a LOOKUP racing a CREATE", async () => {
+    for (let k = 0; k < 20; k++) {
+      const name = `same-${k}.txt`;
+      const [a, b] = await Promise.all([create(rc, root, name, { mode: 0, attrs: {} }), create(rc, root, name, { mode: 0, attrs: {} })]);
+      expect([a.status, b.status]).toEqual([X.NFS3_OK, X.NFS3_OK]);
+      expect(a.attr!.fileid).toBe(b.attr!.fileid);
+      const [ga, gb] = await Promise.all([getattr(rc, a.fh!), getattr(rc, b.fh!)]);
+      expect([ga.status, gb.status]).toEqual([X.NFS3_OK, X.NFS3_OK]);
+      expect(ga.attr!.fileid).toBe(a.attr!.fileid);
+
+      const other = `raced-${k}.txt`;
+      const [c, l] = await Promise.all([create(rc, root, other, { mode: 0, attrs: {} }), lookup(rc, root, other)]);
+      expect(c.status).toBe(X.NFS3_OK);
+      expect((await getattr(rc, c.fh!)).status).toBe(X.NFS3_OK);
+      if (l.status === X.NFS3_OK) {
+        // The LOOKUP saw the new file: its handle names the same file, and is not STALE.
+        expect(l.attr!.fileid).toBe(c.attr!.fileid);
+        expect((await getattr(rc, l.fh!)).status).toBe(X.NFS3_OK);
+      }
+    }
+  });
+
   test("SETATTR with a guard: the wrong ctime is NOT_SYNC and changes nothing; the right one applies", async () => {
     const made = await create(rc, root, "guarded.txt", { mode: 0, attrs: { mode: 0o644 } });
     const cur = (await getattr(rc, made.fh!)).attr!;
@@ -611,6 +717,183 @@ describe("NFSv3 wire: procedures libnfs cannot send, identity and security (raw 
     expect((await getattr(rc, root)).status).toBe(X.NFS3_OK);
     expect(d.child.exitCode).toBeNull();
   });
+});
+
+describe("resources, failures and mounting once", () => {
+  test("a client that sends calls and never reads the replies stops being read: the daemon's reply queue and memory stay bounded, and other connections are served", async () => {
+    const d = await startDaemon();
+    const rss0 = d.rssMiB();
+    const sock = net.connect({ host: "127.0.0.1", port: d.port });
+    await new Promise<void>((resolve, reject) => {
+      sock.once("connect", () => resolve());
+      sock.once("error", reject);
+    });
+    sock.on("error", () => {});
+    sock.pause(); // never reads a reply
+    // 1,000,000 NULL calls (44 MB): written without waiting, they queue here once the daemon stops reading.
+    const one = (xid: number) => {
+      const w = new XdrWriter();
+      encodeCall(w, { xid, prog: X.NFS_PROGRAM, vers: 3, proc: 0, cred: { flavor: AUTH_NONE, body: Buffer.alloc(0) }, verf: { flavor: AUTH_NONE, body: Buffer.alloc(0) } });
+      return encodeRecord(w.view());
+    };
+    const batch = Buffer.concat(Array.from({ length: 10_000 }, (_, i) => one(i)));
+    const total = 100 * 10_000;
+    for (let i = 0; i < 100; i++) sock.write(batch);
+    // Until the daemon answers no more (it stopped reading), or it answered everything.
+    let last = -1;
+    let st = await d.stats();
+    for (let i = 0; i < 60 && st.requests !== last && st.requests < total; i++) {
+      last = st.requests;
+      await Bun.sleep(500);
+      st = await d.stats();
+    }
+    const grown = d.rssMiB() - rss0;
+    // It stopped reading (the rest of the calls wait in the kernel's buffers and this process), and grew little
+    // (before: every call answered, ~1.3 KiB of memory each, over 1 GiB).
+    expect(st.requests).toBeLessThan(total);
+    expect(grown).toBeLessThan(200);
+    // The cap, plus the replies of the calls in flight when it was reached (64 NULL replies of 28 bytes).
+    expect(st.maxQueuedReplyBytes).toBeGreaterThan(0);
+    expect(st.maxQueuedReplyBytes).toBeLessThanOrEqual(MAX_QUEUED_REPLY_BYTES + 64 * 1024);
+    // Another connection is served meanwhile.
+    const fresh = await raw(d.port);
+    expect((await fresh.call(X.NFS_PROGRAM, 3, 0)).kind).toBe("success");
+    expect((await getattr(fresh, await rootFh(fresh))).status).toBe(X.NFS3_OK);
+    fresh.close();
+    sock.destroy();
+    await d.stop();
+  }, 120_000);
+
+  test("an idle close that fails (ENOSPC) changes the write verifier: the COMMIT that follows answers the new one, the client resends, and the data is there", async () => {
+    // Armed for one file's inode: its next flush (or release) throws, once.
+    const fail = { flush: 0, release: 0, tried: 0, ino: -1n };
+    const s = await startInProcess({
+      idleMs: 200,
+      over: (vfs) => ({
+        flush: async (ino: bigint, fh: bigint, who?: any) => {
+          if (fail.flush > 0 && ino === fail.ino) {
+            fail.flush--;
+            fail.tried++;
+            throw new VfsError(Errno.ENOSPC, "injected: the cache disk is full");
+          }
+          return vfs.flush(ino, fh, who);
+        },
+        release: async (ino: bigint, fh: bigint) => {
+          await vfs.release(ino, fh);
+          if (fail.release > 0 && ino === fail.ino) {
+            fail.release--;
+            fail.tried++;
+            throw new VfsError(Errno.ENOSPC, "injected: the cache disk is full");
+          }
+        },
+      }),
+    });
+    try {
+      const c = await raw(s.server.port);
+      const root = await rootFh(c);
+      for (const which of ["flush", "release"] as const) {
+        const made = await create(c, root, `lost-by-${which}.txt`, { mode: 0, attrs: {} });
+        expect(made.status).toBe(X.NFS3_OK);
+        const w1 = await write(c, made.fh!, 0n, Buffer.from(`hello ${which}`), X.UNSTABLE);
+        expect(w1.committed).toBe(X.UNSTABLE);
+        expect(w1.verf!.toString("hex")).toBe(s.server.verifier.toString("hex"));
+        const tried = fail.tried;
+        fail.ino = (await s.vfs.lookup(1n, `lost-by-${which}.txt`)).ino;
+        fail[which] = 1;
+        // The idle close runs (and fails).
+        for (let i = 0; i < 100 && fail.tried === tried; i++) await Bun.sleep(50);
+        expect(fail.tried).toBe(tried + 1);
+        await Bun.sleep(50);
+        const c1 = await commit(c, made.fh!);
+        expect(c1.status).toBe(X.NFS3_OK);
+        expect(c1.verf).not.toEqual(w1.verf);
+        expect(c1.verf!.toString("hex")).toBe(s.server.verifier.toString("hex"));
+        // What the client does then: resend, COMMIT again, and now the verifiers match.
+        const w2 = await write(c, made.fh!, 0n, Buffer.from(`hello ${which}`), X.UNSTABLE);
+        expect(w2.verf).toEqual(c1.verf);
+        const c2 = await commit(c, made.fh!);
+        expect(c2.verf).toEqual(w2.verf);
+        expect((await readRaw(c, made.fh!, 0n, 100)).data!.toString()).toBe(`hello ${which}`);
+      }
+      c.close();
+    } finally {
+      await s.done();
+    }
+  }, 60_000);
+
+  test("mountOnce: the first MNT answers the root handle, every later one is ACCES (the owner's uid and the right path too) and the first handle keeps working; without it MNT keeps answering", async () => {
+    const once = await startInProcess({ mountOnce: true });
+    const many = await startInProcess();
+    try {
+      const a = await raw(once.server.port);
+      const first = await mnt(a);
+      expect(first.status).toBe(MNT3_OK);
+      const b = await raw(once.server.port);
+      expect((await mnt(b)).status).toBe(MNT3ERR_ACCES);
+      expect((await mnt(b, EXPORT, { flavor: "sys", uid: 0, gid: 0 })).status).toBe(MNT3ERR_ACCES);
+      expect((await mnt(a)).status).toBe(MNT3ERR_ACCES);
+      // The mount that happened goes on, on any connection (a client reconnecting).
+      expect((await getattr(b, Buffer.from((first as { fhandle: Uint8Array }).fhandle))).status).toBe(X.NFS3_OK);
+      a.close();
+      b.close();
+
+      const c = await raw(many.server.port);
+      expect((await mnt(c)).status).toBe(MNT3_OK);
+      const e = await raw(many.server.port);
+      expect((await mnt(e)).status).toBe(MNT3_OK);
+      c.close();
+      e.close();
+    } finally {
+      await once.done();
+      await many.done();
+    }
+  }, 60_000);
+
+  test("close() does not wait forever for a call stuck in the vfs (Postgres that never answers): it goes on, and still closes the other open files", async () => {
+    let hang = false;
+    let reached!: () => void;
+    const stuck = new Promise<void>((r) => (reached = r));
+    let unstick!: () => void;
+    const unstuck = new Promise<void>((r) => (unstick = r));
+    const released = new Set<bigint>();
+    const s = await startInProcess({
+      closeTimeoutMs: 300,
+      over: (vfs) => ({
+        read: async (ino: bigint, fh: bigint, offset: number, size: number) => {
+          if (hang) {
+            reached();
+            await unstuck;
+          }
+          return vfs.read(ino, fh, offset, size);
+        },
+        release: async (ino: bigint, fh: bigint) => {
+          released.add(ino);
+          return vfs.release(ino, fh);
+        },
+      }),
+    });
+    try {
+      const c = await raw(s.server.port);
+      const root = await rootFh(c);
+      const slow = await create(c, root, "slow.txt", { mode: 0, attrs: {} });
+      await write(c, slow.fh!, 0n, Buffer.from("slow"), X.FILE_SYNC);
+      const open = await create(c, root, "open.txt", { mode: 0, attrs: {} });
+      await write(c, open.fh!, 0n, Buffer.from("still open"), X.UNSTABLE);
+      const openIno = (await s.vfs.lookup(1n, "open.txt")).ino;
+      hang = true;
+      void readRaw(c, slow.fh!, 0n, 100).catch(() => {});
+      await stuck;
+      const t0 = Date.now();
+      const closed = await Promise.race([s.server.close().then(() => true), Bun.sleep(8000).then(() => false)]);
+      expect(closed).toBe(true);
+      expect(Date.now() - t0).toBeLessThan(5000);
+      expect(released.has(openIno)).toBe(true);
+      c.close();
+    } finally {
+      unstick();
+      await s.done();
+    }
+  }, 60_000);
 });
 
 describe("a daemon restart (same journal, new process)", () => {

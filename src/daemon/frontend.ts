@@ -86,6 +86,8 @@ async function startNfs(o: FrontendOptions): Promise<Frontend> {
     exportPath,
     ownerUid: process.getuid?.() ?? 0,
     log: o.log,
+    // Mounting our own server: that MNT is the only one it will need (serve-nfs, no mount point, allows more).
+    mountOnce: o.mountpoint !== null,
   });
   const warnings: string[] = [];
   let ended!: () => void;

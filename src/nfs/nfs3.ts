@@ -5,6 +5,7 @@
 // layer adds only what NFS needs and the vfs has no reason to know:
 // persistent handles (the journal's handle table), stateless I/O over
 // open/close (open-files.ts), and stateless directory cookies.
+import { randomBytes } from "node:crypto";
 import type { HandleRow, HandleTable } from "../journal/handles.ts";
 import { MAX_FILE_SIZE } from "../meta.ts";
 import { type Attr, type Caller, Errno, type SetAttr, VfsError } from "../vfs/types.ts";
@@ -123,7 +124,7 @@ interface Listed {
 export interface Nfs3Options {
   vfs: PgVfs;
   handles: HandleTable;
-  /** WRITE and COMMIT's writeverf3: random per server start. */
+  /** WRITE and COMMIT's first writeverf3: random per server start (it changes when UNSTABLE data may be lost). */
   verifier: Buffer;
   log: { warn(obj: object, msg?: string): void; error(obj: object, msg?: string): void; debug(obj: object, msg?: string): void };
   idleCloseMs?: number;
@@ -135,7 +136,8 @@ export class Nfs3 {
   readonly procs: Proc[];
   private readonly vfs: PgVfs;
   private readonly handles: HandleTable;
-  private readonly verifier: Buffer;
+  /** WRITE and COMMIT's writeverf3 now. The one place it changes: loseUnstable(). */
+  private verf: Buffer;
   /** fattr3.fsid: the export id, so two pgfiles mounts never look like one file system to a client. */
   private readonly fsid: bigint;
   /** fileid → the vfs inode last seen for it (inode numbers live only as long as this process). */
@@ -143,16 +145,40 @@ export class Nfs3 {
   /** A directory's sorted listing, reused while the directory is unchanged (a 10,000-name READDIRPLUS is ~200 calls). */
   private readonly listings = new Map<bigint, { stamp: string; at: number; entries: Listed[] }>();
   private readonly root: HandleRow;
+  /** Per (directory, name) locks for the calls that add or remove a name. */
+  private readonly names = new KeyedLocks();
 
   constructor(private readonly o: Nfs3Options) {
     this.vfs = o.vfs;
     this.handles = o.handles;
-    this.verifier = o.verifier;
+    this.verf = Buffer.from(o.verifier);
     this.fsid = o.handles.exportId.readBigUInt64BE(0);
-    this.files = new OpenFiles(o.vfs, o.log, o.idleCloseMs);
+    this.files = new OpenFiles(o.vfs, o.log, o.idleCloseMs, (fileid, err) => this.loseUnstable(fileid, err));
     this.root = o.handles.ensure("");
     this.inoOf.set(this.root.fileid, 1n);
     this.procs = this.table();
+  }
+
+  /** The write verifier WRITE and COMMIT answer now. */
+  get verifier(): Buffer {
+    return this.verf;
+  }
+
+  /**
+   * UNSTABLE writes to `fileid` that no COMMIT covered may be lost (closing its
+   * open failed). RFC 1813: the server must then change its write verifier, so
+   * every client sees a COMMIT answer a verifier its WRITEs did not get and
+   * sends its uncommitted writes again (all files, all clients: the verifier is
+   * per server, and resending more than was lost is harmless).
+   */
+  private loseUnstable(fileid: bigint, err: unknown) {
+    let next = randomBytes(8);
+    while (next.equals(this.verf)) next = randomBytes(8);
+    this.verf = next;
+    this.o.log.warn(
+      { fileid: String(fileid), err: (err as Error)?.message, verifier: next.toString("hex") },
+      "nfs: closing a file failed; its UNSTABLE writes may be lost: new write verifier, clients will send them again",
+    );
   }
 
   /** The export's root handle (MNT's answer). */
@@ -241,8 +267,17 @@ export class Nfs3 {
     return this.files.isOpen(fileid) ? this.vfs.getattr(ino, who) : snapshot;
   }
 
-  /** A new object at `path`: a new identity (fileid), even if a handle for an older file there exists. */
+  /**
+   * A new object at `path`: a new identity (fileid), even if a handle for an
+   * older file there exists. But a row already seen for this very inode (vfs
+   * inode numbers are never reused in a process) was made for this object by
+   * a call that ran while it was being made (the vfs shows a new name before
+   * its create returns): a LOOKUP or a READDIRPLUS. That handle is out
+   * already; it is kept, not made STALE.
+   */
   private fresh(path: string, ino: bigint): HandleRow {
+    const existing = this.handles.byPathOf(path);
+    if (existing && this.inoOf.get(existing.fileid) === ino) return existing;
     this.handles.remove(path);
     const row = this.handles.ensure(path);
     this.inoOf.set(row.fileid, ino);
@@ -458,6 +493,8 @@ export class Nfs3 {
           regularFile(before);
           const fh = await this.files.forWrite(f.row.fileid, f.ino, who);
           const n = await this.vfs.write(f.ino, fh, Number(a.offset), a.data, who);
+          // The verifier these bytes went in under (taken under the lock: a failed close of this open changes it after).
+          const verf = this.verifier;
           let committed = X.UNSTABLE;
           if (a.stable !== X.UNSTABLE) {
             // DATA_SYNC and FILE_SYNC: durable before we answer. fsync records the version in the journal with
@@ -467,7 +504,7 @@ export class Nfs3 {
           }
           const after = await this.vfs.getattr(f.ino, who);
           return (w: XdrWriter) =>
-            R.encodeWrite3Ok(w, { fileWcc: { before: Nfs3.wcc(before), after: this.fattr(after, f.row.fileid) }, count: n, committed, verf: this.verifier });
+            R.encodeWrite3Ok(w, { fileWcc: { before: Nfs3.wcc(before), after: this.fattr(after, f.row.fileid) }, count: n, committed, verf });
         });
       },
       fail: wccFail,
@@ -789,11 +826,31 @@ export class Nfs3 {
           const before = await this.vfs.getattr(f.ino, who);
           if ((before.mode & S_IFMT) === S_IFREG) await this.files.commit(f.row.fileid, f.ino, who);
           const after = await this.vfs.getattr(f.ino, who);
-          return (w: XdrWriter) => R.encodeCommit3Ok(w, { fileWcc: { before: Nfs3.wcc(before), after: this.fattr(after, f.row.fileid) }, verf: this.verifier });
+          // After the commit: if an earlier close of this file lost UNSTABLE writes, this is the new verifier, and
+          // the client, seeing it differ from its WRITEs', sends them again.
+          const verf = this.verifier;
+          return (w: XdrWriter) => R.encodeCommit3Ok(w, { fileWcc: { before: Nfs3.wcc(before), after: this.fattr(after, f.row.fileid) }, verf });
         });
       },
       fail: wccFail,
     });
+
+    // Calls that change a name run one at a time per (directory, name): two CREATEs of one new name at once would
+    // otherwise both pass the vfs's "does it exist?" before either adds it, and make two files, the first one's
+    // handle STALE as soon as it is answered. The second now finds the first's file (UNCHECKED: the same handle;
+    // GUARDED: EXIST). Keyed by the directory's handle bytes (one handle per directory) and the name's bytes.
+    const at = (d: X.Diropargs3) => `${Buffer.from(d.dir).toString("hex")}/${d.name.bytes.toString("hex")}`;
+    const serialise = <T>(num: number, keys: (a: T) => string[]) => {
+      const p = procs[num] as Proc<T>;
+      const run = p.run;
+      p.run = (a, who) => this.names.run(keys(a), () => run(a, who));
+    };
+    serialise<A.Create3Args>(X.NFSPROC3_CREATE, (a) => [at(a.where)]);
+    serialise<A.Mkdir3Args>(X.NFSPROC3_MKDIR, (a) => [at(a.where)]);
+    serialise<A.Symlink3Args>(X.NFSPROC3_SYMLINK, (a) => [at(a.where)]);
+    serialise<A.Remove3Args>(X.NFSPROC3_REMOVE, (a) => [at(a.object)]);
+    serialise<A.Rmdir3Args>(X.NFSPROC3_RMDIR, (a) => [at(a.object)]);
+    serialise<A.Rename3Args>(X.NFSPROC3_RENAME, (a) => [at(a.from), at(a.to)]);
 
     return procs;
   }
@@ -837,4 +894,21 @@ export function accessBits(a: Attr, who: Caller & { gids?: number[] }): number {
   if (wr) out |= X.ACCESS3_MODIFY | X.ACCESS3_EXTEND | (dir ? X.ACCESS3_DELETE : 0);
   if (x) out |= dir ? X.ACCESS3_LOOKUP : X.ACCESS3_EXECUTE;
   return out;
+}
+
+/** Locks by string key: run(keys, fn) runs fn holding every key (taken in sorted order, so two callers never deadlock). */
+class KeyedLocks {
+  private readonly tails = new Map<string, Promise<unknown>>();
+
+  run<T>(keys: string[], fn: () => Promise<T>): Promise<T> {
+    const sorted = [...new Set(keys)].sort();
+    const prev = Promise.all(sorted.map((k) => this.tails.get(k)));
+    const next = prev.then(fn);
+    const tail = next.catch(() => {});
+    for (const k of sorted) this.tails.set(k, tail);
+    void tail.then(() => {
+      for (const k of sorted) if (this.tails.get(k) === tail) this.tails.delete(k);
+    });
+    return next;
+  }
 }

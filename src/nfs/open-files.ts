@@ -14,6 +14,12 @@
 //
 // Every step on one file runs under that file's lock: an idle close never
 // races a WRITE, and two WRITEs never make two opens.
+//
+// A write open that cannot be closed (its flush or release throws: a full
+// cache disk) may have lost UNSTABLE writes that were answered with the
+// server's write verifier and never COMMITted. RFC 1813 says the verifier
+// must change then: `onLost` is told, the server takes a new verifier, and
+// the COMMIT that follows answers it, so the client sends those writes again.
 import type { Caller } from "../vfs/types.ts";
 import type { PgVfs } from "../vfs/vfs.ts";
 
@@ -40,13 +46,21 @@ export interface OpenFilesLog {
   warn(obj: object, msg?: string): void;
 }
 
+/** Told when a write open could not be closed: its UNSTABLE writes may be lost. */
+export type OnLost = (fileid: bigint, err: unknown) => void;
+
 export class OpenFiles {
   private readonly states = new Map<bigint, OpenState>();
   private readonly locks = new Map<bigint, Promise<unknown>>();
   private readonly sweeper: ReturnType<typeof setInterval>;
   private closed = false;
 
-  constructor(private readonly vfs: PgVfs, private readonly log: OpenFilesLog, private readonly idleMs = IDLE_CLOSE_MS) {
+  constructor(
+    private readonly vfs: PgVfs,
+    private readonly log: OpenFilesLog,
+    private readonly idleMs = IDLE_CLOSE_MS,
+    private readonly onLost: OnLost = () => {},
+  ) {
     this.sweeper = setInterval(() => void this.sweep(), Math.max(50, Math.min(1000, idleMs / 4)));
     this.sweeper.unref?.();
   }
@@ -139,9 +153,15 @@ export class OpenFiles {
   private async end(fileid: bigint, s: OpenState) {
     if (this.states.get(fileid) === s) this.states.delete(fileid);
     try {
-      if (s.write) await this.vfs.flush(s.ino, s.fh, { uid: 0, gid: 0, pid: 0 });
-    } finally {
-      await this.vfs.release(s.ino, s.fh);
+      try {
+        if (s.write) await this.vfs.flush(s.ino, s.fh, { uid: 0, gid: 0, pid: 0 });
+      } finally {
+        await this.vfs.release(s.ino, s.fh);
+      }
+    } catch (e) {
+      // The open is gone either way (the vfs ends its state at release): what it held may not be a version.
+      if (s.write) this.onLost(fileid, e);
+      throw e;
     }
   }
 
@@ -156,20 +176,26 @@ export class OpenFiles {
     }
   }
 
-  /** Server shutdown: every open is fsynced (a version, durable) and closed. */
+  /**
+   * Server shutdown: every open is fsynced (a version, durable) and closed.
+   * All files at once: one whose lock a stuck call holds does not keep the
+   * others open.
+   */
   async closeAll(): Promise<void> {
     this.closed = true;
     clearInterval(this.sweeper);
-    for (const fileid of [...this.states.keys()]) {
-      await this.lock(fileid, async () => {
-        const s = this.states.get(fileid);
-        if (!s) return;
-        try {
-          if (s.write) await this.vfs.fsync(s.ino, s.fh);
-        } finally {
-          await this.end(fileid, s);
-        }
-      }).catch((e) => this.log.warn({ fileid: String(fileid), err: (e as Error).message }, "nfs: closing a file at shutdown failed"));
-    }
+    await Promise.all(
+      [...this.states.keys()].map((fileid) =>
+        this.lock(fileid, async () => {
+          const s = this.states.get(fileid);
+          if (!s) return;
+          try {
+            if (s.write) await this.vfs.fsync(s.ino, s.fh);
+          } finally {
+            await this.end(fileid, s);
+          }
+        }).catch((e) => this.log.warn({ fileid: String(fileid), err: (e as Error).message }, "nfs: closing a file at shutdown failed")),
+      ),
+    );
   }
 }

@@ -9,13 +9,36 @@
 // xid) is closed; a call whose header or arguments do not decode is answered
 // GARBAGE_ARGS. Nothing a peer sends can throw out of this module.
 //
+// Memory per connection is bounded, whatever the peer does: a call counts as
+// in flight until its reply has been handed to the kernel (the write's
+// callback), and the socket is not read while MAX_IN_FLIGHT calls are in
+// flight or more than MAX_QUEUED_REPLY_BYTES of replies wait to be sent. A
+// peer that sends calls and never reads the replies stops being read; its
+// calls then wait in the kernel's socket buffers, not in ours. What is queued
+// at most: MAX_QUEUED_REPLY_BYTES, plus the replies of the calls in flight
+// when it was reached (each at most one record), plus the records of one read
+// chunk not yet started.
+//
 // Who may use it, and what that protects:
 // - Only loopback addresses are served (refused at start otherwise): nothing
 //   off this machine can connect.
 // - MNT answers the root handle only for the export path, a random path the
 //   mount command makes and passes on (`/pgfiles-<32 hex>`); it is not listed
-//   by EXPORT or DUMP (both answer an empty list). Another local user who
-//   does not know it cannot mount.
+//   by EXPORT or DUMP (both answer an empty list). But it is not a secret from
+//   local users: once mounted, it is in the mount table (mount, df) and was
+//   on the mount command's command line (ps) for anyone to read.
+// - mountOnce (the daemon that mounts its own server): the first successful
+//   MNT is the daemon's own mount, and every later MNT is refused
+//   (MNT3ERR_ACCES, logged with the caller's uid), whatever path and uid it
+//   brings. NFSv3 clients call MNT only at mount time and keep using the root
+//   handle across reconnects and daemon restarts, so the own mount never
+//   needs a second one. After it, nothing public lets a stranger in: what a
+//   call needs is a file handle, and handles (a random per-journal export id
+//   and a random per-file generation, filehandle.ts) appear nowhere public:
+//   not in the mount table, not on a command line, only in the kernel's NFS
+//   client and this process. Without mountOnce (serve-nfs, where whoever
+//   mounts is not known in advance) MNT keeps answering the export path, and
+//   knowing that path is enough to mount.
 // - Every NFS call (and MNT) must carry AUTH_SYS; AUTH_NONE is refused with
 //   AUTH_ERROR AUTH_TOOWEAK, other flavors with AUTH_BADCRED. The AUTH_SYS uid
 //   must be the mount owner's or root's; any other uid gets NFS3ERR_ACCES in
@@ -26,13 +49,16 @@
 //   reading through the owner's mount point: the kernel's NFS client sends
 //   their uid.
 // - What it does NOT protect: AUTH_SYS is a claim, not a proof. Any local
-//   process can open a socket to this port and claim the owner's uid. What
-//   stops it is that it needs a file handle first: the export path (for MNT)
-//   or a handle, which carries a random per-journal export id and a random
-//   per-file generation (filehandle.ts). A process that can read the owner's
-//   files or memory (same user, root, a debugger) can learn both: against
-//   those there is no protection, as with any local file system. The traffic
-//   is not encrypted (it never leaves the machine).
+//   process can open a socket to this port and claim the owner's or root's
+//   uid, so the uid check alone stops only honest clients (the kernel's). What
+//   stops a forger is that it needs a file handle first: from MNT (which
+//   needs the export path, and with mountOnce is closed after the first
+//   mount) or a handle learnt some other way. A process that can read the
+//   owner's files or memory, or the kernel's (same user, root, a debugger),
+//   can learn a handle: against those there is no protection, as with any
+//   local file system. Without mountOnce, any local user who reads the export
+//   path from the mount table or ps can MNT with a forged uid. The traffic is
+//   not encrypted (it never leaves the machine).
 import net from "node:net";
 import { randomBytes } from "node:crypto";
 import type { Journal } from "../journal/journal.ts";
@@ -63,23 +89,52 @@ export interface NfsServerOptions {
   log: Logger;
   /** How long an unused open file stays open (open-files.ts); for tests. */
   idleCloseMs?: number;
+  /**
+   * Answer MNT once: after the first successful MNT every later one gets
+   * MNT3ERR_ACCES (logged, with the caller's uid). For a daemon that mounts
+   * its own server: its own mount is the only MNT it will ever need (NFSv3
+   * clients call MNT only at mount time and keep using the handle across
+   * reconnects and daemon restarts), and the export path, which the mount
+   * table and ps show to every local user, then lets nobody else in.
+   * serve-nfs (someone else mounts, perhaps more than once) leaves it off.
+   */
+  mountOnce?: boolean;
+  /** How long close() waits for calls still running before it goes on (default 10 s); for tests. */
+  closeTimeoutMs?: number;
 }
 
 export interface NfsServer {
   port: number;
-  /** The write verifier of this server start (WRITE and COMMIT answer it). */
-  verifier: Buffer;
-  /** Stops listening, closes every connection, and closes every open file (its version fsynced). */
+  /**
+   * The write verifier WRITE and COMMIT answer now: new at each server start,
+   * and changed whenever UNSTABLE data may have been lost (an idle close that
+   * failed), so that clients resend what they have not seen COMMITted.
+   */
+  readonly verifier: Buffer;
+  /**
+   * Stops listening, closes every connection, waits for the calls still
+   * running (at most closeTimeoutMs, 10 s: a call stuck on Postgres must not
+   * hang shutdown), and closes every open file (its version fsynced).
+   */
   close(): Promise<void>;
-  /** Calls answered since start; connections open now. */
-  stats(): { requests: number; connections: number };
+  /**
+   * Calls answered since start; connections open now; reply bytes waiting in
+   * the connections' send queues now, and the most ever seen on one connection.
+   */
+  stats(): { requests: number; connections: number; queuedReplyBytes: number; maxQueuedReplyBytes: number };
 }
 
 /** rtmax and wtmax (FSINFO): the rsize/wsize a mount should ask for. One record (record.ts) holds it plus headers. */
 export const NFS_TRANSFER_BYTES = RTMAX;
 
-/** Calls one connection may have running at once; past this the socket is not read until some finish. */
-const MAX_IN_FLIGHT = 64;
+/** Calls one connection may have in flight (running, or their reply not yet written); past this the socket is not read. */
+export const MAX_IN_FLIGHT = 64;
+/** Reply bytes one connection's send queue may hold before its socket is no longer read (a peer that does not read). */
+export const MAX_QUEUED_REPLY_BYTES = 8 * 1024 * 1024;
+/** Replies up to this size are copied out of their writer, so a queued small reply does not pin a larger buffer. */
+const COPY_REPLY_BYTES = 64 * 1024;
+/** close(): how long to wait for running calls before closing the open files anyway. */
+const CLOSE_TIMEOUT_MS = 10_000;
 
 export function isLoopback(host: string): boolean {
   if (net.isIPv4(host)) return host.startsWith("127.");
@@ -92,10 +147,11 @@ export async function startNfsServer(o: NfsServerOptions): Promise<NfsServer> {
   if (!isLoopback(host)) throw new Error(`The NFS server listens on loopback addresses only, not ${host}.`);
   if (!o.exportPath.startsWith("/")) throw new Error("The export path must start with '/'.");
   const { log } = o;
-  const verifier = randomBytes(8);
   const handles = new HandleTable(o.journal);
-  const nfs = new Nfs3({ vfs: o.vfs, handles, verifier, log, idleCloseMs: o.idleCloseMs });
-  const counters = { requests: 0 };
+  const nfs = new Nfs3({ vfs: o.vfs, handles, verifier: randomBytes(8), log, idleCloseMs: o.idleCloseMs });
+  const counters = { requests: 0, maxQueuedReplyBytes: 0 };
+  /** mountOnce: the first MNT was answered; every later one is refused. */
+  let mounted = false;
   const sockets = new Set<net.Socket>();
   const running = new Set<Promise<unknown>>();
 
@@ -159,10 +215,16 @@ export async function startNfsServer(o: NfsServerOptions): Promise<NfsServer> {
         if ("deny" in auth) return Rpc.encodeAuthError(w, call.xid, auth.deny);
         Rpc.beginSuccessReply(w, call.xid);
         // Any other path, or a stranger's uid: the same ACCES, so a wrong guess learns nothing about the right one.
+        if (o.mountOnce && mounted) {
+          // The daemon's own mount happened: whoever asks now is someone else (or a forged uid), right path or not.
+          log.warn({ uid: auth.who.uid }, "nfs: MNT refused: this server was mounted already and allows no second mount");
+          return M.encodeMountres3Fail(w, M.MNT3ERR_ACCES);
+        }
         if (!auth.allowed || !path.isUtf8 || path.text.replace(/\/+$/, "") !== o.exportPath.replace(/\/+$/, "")) {
           log.warn({ uid: auth.who.uid }, "nfs: MNT refused (wrong export path or uid)");
           return M.encodeMountres3Fail(w, M.MNT3ERR_ACCES);
         }
+        mounted = true;
         return M.encodeMountres3Ok(w, nfs.rootHandle(), [Rpc.AUTH_SYS]);
       }
       case M.MOUNTPROC3_DUMP:
@@ -218,27 +280,62 @@ export async function startNfsServer(o: NfsServerOptions): Promise<NfsServer> {
           Rpc.encodeSystemErr(again, d.call.xid);
           endRecord(again, m2);
           void mid;
-          return again.view();
+          return again.copy();
         }
         break;
       }
     }
     endRecord(w, mark);
-    return w.view();
+    // A NULL reply is 28 bytes in a writer of 1 KiB or more: queued by the thousand (a peer that does not read),
+    // views would pin the whole buffers. A large reply (READ) fills most of its writer: sent as it is.
+    return w.length <= COPY_REPLY_BYTES ? w.copy() : w.view();
   }
 
   function serveConnection(socket: net.Socket) {
     sockets.add(socket);
     socket.setNoDelay(true);
     const decoder = recordDecoder(DEFAULT_MAX_RECORD);
+    /** Records read and not yet started (at most one read chunk's worth: reading stops while any wait). */
+    const waiting: Buffer[] = [];
+    /** Calls started whose reply is not yet written to the kernel (or dropped). */
     let inFlight = 0;
     let paused = false;
-    const finish = () => {
-      inFlight--;
-      if (paused && inFlight < MAX_IN_FLIGHT / 2 && !socket.destroyed) {
+    const full = () => inFlight >= MAX_IN_FLIGHT || socket.writableLength > MAX_QUEUED_REPLY_BYTES;
+    /** Starts what may start, and reads the socket only while nothing waits and nothing is full. */
+    const pump = () => {
+      if (socket.destroyed) return;
+      while (waiting.length > 0 && !full()) start(waiting.shift()!);
+      const stop = waiting.length > 0 || full();
+      if (stop && !paused) {
+        paused = true;
+        socket.pause();
+      } else if (!stop && paused) {
         paused = false;
         socket.resume();
       }
+    };
+    const finish = () => {
+      inFlight--;
+      pump();
+    };
+    const start = (record: Buffer) => {
+      inFlight++;
+      const p = answer(record).then(
+        (reply) => {
+          if (!reply || socket.destroyed) return finish();
+          // In flight until the kernel has it: a peer that does not read keeps its calls counted.
+          socket.write(reply, () => finish());
+          if (socket.writableLength > counters.maxQueuedReplyBytes) counters.maxQueuedReplyBytes = socket.writableLength;
+        },
+        (e) => {
+          // Not even an xid (XdrError), or worse: nobody to answer, and the stream cannot be trusted.
+          if (!(e instanceof XdrError)) log.error({ err: e }, "nfs: a record could not be answered");
+          socket.destroy();
+          finish();
+        },
+      );
+      running.add(p);
+      void p.finally(() => running.delete(p));
     };
     socket.on("data", (chunk: Buffer) => {
       let records: Buffer[];
@@ -249,31 +346,15 @@ export async function startNfsServer(o: NfsServerOptions): Promise<NfsServer> {
         socket.destroy();
         return;
       }
-      for (const record of records) {
-        inFlight++;
-        const p = answer(record).then(
-          (reply) => {
-            if (reply && !socket.destroyed) socket.write(reply);
-          },
-          (e) => {
-            // Not even an xid (XdrError), or worse: nobody to answer, and the stream cannot be trusted.
-            if (!(e instanceof XdrError)) log.error({ err: e }, "nfs: a record could not be answered");
-            socket.destroy();
-          },
-        );
-        running.add(p);
-        void p.finally(() => {
-          running.delete(p);
-          finish();
-        });
-      }
-      if (inFlight >= MAX_IN_FLIGHT && !paused) {
-        paused = true;
-        socket.pause();
-      }
+      for (const record of records) waiting.push(record);
+      pump();
     });
+    socket.on("drain", pump);
     socket.on("error", (e) => log.debug({ err: e.message }, "nfs: connection error"));
-    socket.on("close", () => sockets.delete(socket));
+    socket.on("close", () => {
+      sockets.delete(socket);
+      waiting.length = 0;
+    });
   }
 
   const server = net.createServer({ allowHalfOpen: false }, serveConnection);
@@ -291,18 +372,43 @@ export async function startNfsServer(o: NfsServerOptions): Promise<NfsServer> {
   let closing: Promise<void> | null = null;
   return {
     port,
-    verifier,
-    stats: () => ({ requests: counters.requests, connections: sockets.size }),
+    get verifier() {
+      return nfs.verifier;
+    },
+    stats: () => {
+      let queued = 0;
+      for (const s of sockets) queued += s.writableLength;
+      return { requests: counters.requests, connections: sockets.size, queuedReplyBytes: queued, maxQueuedReplyBytes: counters.maxQueuedReplyBytes };
+    },
     close() {
       closing ??= (async () => {
         await new Promise<void>((resolve) => {
           server.close(() => resolve());
           for (const s of sockets) s.destroy();
         });
-        await Promise.allSettled([...running]);
-        await nfs.files.closeAll();
+        // Calls still running (their connections are gone) may be waiting on Postgres, which may never answer:
+        // wait a while for them, then go on. The open files are closed (and fsynced) either way; one a stuck
+        // call still holds is closed when that call lets go, or by the vfs at unmount (commitAll).
+        const timeoutMs = o.closeTimeoutMs ?? CLOSE_TIMEOUT_MS;
+        if (!(await within(Promise.allSettled([...running]), timeoutMs))) {
+          log.warn({ running: running.size, timeoutMs }, "nfs: closing with calls still running");
+        }
+        if (!(await within(nfs.files.closeAll(), timeoutMs))) {
+          log.warn({ timeoutMs }, "nfs: closing the open files is taking too long; going on");
+        }
       })();
       return closing;
     },
   };
+}
+
+/** Whether `p` settled within `ms` (false: it is still running, and nobody waits for it any more). */
+async function within(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  try {
+    return await Promise.race([p.then(() => true, () => true), late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
