@@ -133,10 +133,10 @@ test("a clean install, a re-install, a pinned version and an upgrade", async () 
   expect(fs.readdirSync(dir)).toEqual(["pgfiles"]);
 }, 120_000);
 
-test("a tampered archive is refused and the installed binary stays as it was", async () => {
-  const p = hostPlatform();
-  const name = archiveName(rel.version, p);
-  const url = site("tampered", (dir) => {
+/** The release's SHA256SUMS with this machine's archive changed by one bit. */
+function tamperedSite(): string {
+  const name = archiveName(rel.version, hostPlatform());
+  return site("tampered", (dir) => {
     const v = path.join(dir, "download", `v${rel.version}`);
     fs.mkdirSync(v, { recursive: true });
     fs.copyFileSync(path.join(rel.dir, "SHA256SUMS"), path.join(v, "SHA256SUMS"));
@@ -144,6 +144,11 @@ test("a tampered archive is refused and the installed binary stays as it was", a
     bytes[bytes.length >> 1] ^= 0x01;
     fs.writeFileSync(path.join(v, name), bytes);
   });
+}
+
+test("a tampered archive is refused and the installed binary stays as it was", async () => {
+  const name = archiveName(rel.version, hostPlatform());
+  const url = tamperedSite();
   const h = home("tampered");
   const dir = path.join(h, "bin");
   fs.mkdirSync(dir);
@@ -215,6 +220,21 @@ test("as a user who cannot write /usr/local/bin: ~/.local/bin, the PATH line, an
     expect(r.stdout).toContain("warning: /dev/fuse is missing");
   }
 }, 60_000);
+
+test("without curl and sha256sum it downloads with wget and checks with openssl, and still refuses a tampered archive", async () => {
+  const url = releasesSite();
+  const h = home("wget");
+  const tools = toolDir("wget", [...BASIC.filter((t) => t !== "curl" && t !== "sha256sum"), "wget", "openssl"]);
+  const dir = path.join(h, "bin");
+  const r = await install(["--base-url", url], { HOME: h, PATH: tools, PGFILES_INSTALL_DIR: dir });
+  expect(r.stderr).toBe("");
+  expect(r.code).toBe(0);
+  expect(fs.readFileSync(path.join(dir, "pgfiles"))).toEqual(hostBinary);
+  const bad = await install(["--version", rel.version, "--base-url", tamperedSite()], { HOME: h, PATH: tools, PGFILES_INSTALL_DIR: dir });
+  expect(bad.code).toBe(1);
+  expect(bad.stderr).toContain("checksum mismatch");
+  expect(fs.readFileSync(path.join(dir, "pgfiles"))).toEqual(hostBinary);
+});
 
 test("the build for the machine uname names is the one downloaded: a Mac on arm64 gets darwin-arm64", async () => {
   const url = releasesSite();
