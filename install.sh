@@ -161,7 +161,7 @@ else
 	say "installed pgfiles $version to $dest"
 fi
 
-if ! reported=$("$dest" --version 2>&1); then
+if ! reported=$("$dest" --version </dev/null 2>&1); then
 	fail "$dest was installed but does not run on this machine: $reported"
 fi
 say "$dest --version: $reported"

@@ -17,6 +17,7 @@ import { decodeMountres3, MNT3_OK, MNT3ERR_ACCES, MOUNT_PROGRAM, MOUNT_V3 } from
 import * as X from "../src/nfs/nfs3-xdr.ts";
 import { encodeRecord } from "../src/nfs/record.ts";
 import { AUTH_BADCRED, AUTH_NONE, AUTH_TOOWEAK, encodeCall, GARBAGE_ARGS, PROC_UNAVAIL, PROG_UNAVAIL, type RpcReply } from "../src/nfs/rpc.ts";
+import { SLOW_OPEN_MS } from "../src/nfs/open-files.ts";
 import { MAX_QUEUED_REPLY_BYTES, type NfsServer, startNfsServer } from "../src/nfs/server.ts";
 import { XdrReader, XdrWriter } from "../src/nfs/xdr.ts";
 import { connect } from "../src/store/connect.ts";
@@ -846,6 +847,43 @@ describe("resources, failures and mounting once", () => {
     } finally {
       await once.done();
       await many.done();
+    }
+  }, 60_000);
+
+  test("a READ whose file takes longer than SLOW_OPEN_MS to open answers JUKEBOX, and the retry gets the bytes from the same open", async () => {
+    let slowIno = -1n;
+    let opens = 0;
+    const s = await startInProcess({
+      over: (vfs) => ({
+        open: async (ino: bigint, flags: number, who: unknown) => {
+          if (ino === slowIno) {
+            opens++;
+            await Bun.sleep(SLOW_OPEN_MS + 700); // a cold body on its way from Postgres
+          }
+          return vfs.open(ino, flags, who as never);
+        },
+      }),
+    });
+    try {
+      const c = await raw(s.server.port);
+      const root = await rootFh(c);
+      const made = await create(c, root, "cold.bin", { mode: 0, attrs: {} });
+      const body = Buffer.from(crypto.getRandomValues(new Uint8Array(200_000)));
+      await write(c, made.fh!, 0n, body, X.FILE_SYNC);
+      await commit(c, made.fh!);
+      slowIno = (await s.vfs.lookup(1n, "cold.bin")).ino;
+      const t0 = Date.now();
+      const first = await readRaw(c, made.fh!, 0n, 1 << 20);
+      expect(first.status).toBe(X.NFS3ERR_JUKEBOX);
+      expect(Date.now() - t0).toBeLessThan(SLOW_OPEN_MS + 600);
+      await Bun.sleep(1000); // the client's "later"
+      const again = await readRaw(c, made.fh!, 0n, 1 << 20);
+      expect(again.status).toBe(X.NFS3_OK);
+      expect(again.data!.equals(body)).toBe(true);
+      expect(opens).toBe(1); // the retry took the open the first READ started
+      c.close();
+    } finally {
+      await s.done();
     }
   }, 60_000);
 

@@ -20,7 +20,7 @@
 // server's write verifier and never COMMITted. RFC 1813 says the verifier
 // must change then: `onLost` is told, the server takes a new verifier, and
 // the COMMIT that follows answers it, so the client sends those writes again.
-import type { Caller } from "../vfs/types.ts";
+import { Errno, VfsError, type Caller } from "../vfs/types.ts";
 import type { PgVfs } from "../vfs/vfs.ts";
 
 /**
@@ -32,8 +32,25 @@ import type { PgVfs } from "../vfs/vfs.ts";
  */
 export const IDLE_CLOSE_MS = 5_000;
 
+/**
+ * How long a READ waits for its file to open (a cold body comes from Postgres
+ * first) before answering NFS3ERR_JUKEBOX, "try again later". Well under the
+ * client's soft timeout (timeo=3 s, src/nfs/mount.ts): a slow fetch becomes a
+ * retry, not an ETIMEDOUT. The open goes on meanwhile and the retry takes it.
+ */
+export const SLOW_OPEN_MS = 2_000;
+
 const O_RDONLY = 0;
 const O_RDWR = 2;
+
+/** A read-only open still on its way (its body coming from Postgres), that a READ gave up waiting for. */
+interface Opening {
+  ino: bigint;
+  settled: Promise<void>;
+  fh?: bigint;
+  error?: unknown;
+  doneAt?: number;
+}
 
 interface OpenState {
   ino: bigint;
@@ -51,6 +68,7 @@ export type OnLost = (fileid: bigint, err: unknown) => void;
 
 export class OpenFiles {
   private readonly states = new Map<bigint, OpenState>();
+  private readonly opening = new Map<bigint, Opening>();
   private readonly locks = new Map<bigint, Promise<unknown>>();
   private readonly sweeper: ReturnType<typeof setInterval>;
   private closed = false;
@@ -96,7 +114,41 @@ export class OpenFiles {
       return s.fh;
     }
     if (s) await this.end(fileid, s);
-    return this.adopt(fileid, ino, (await this.vfs.open(ino, O_RDONLY, who)).fh, false);
+    let o = this.opening.get(fileid);
+    if (o && o.ino !== ino) {
+      this.dropOpening(fileid, o);
+      o = undefined;
+    }
+    if (!o) {
+      const started: Opening = { ino, settled: Promise.resolve() };
+      started.settled = this.vfs.open(ino, O_RDONLY, who).then(
+        (r) => {
+          started.fh = r.fh;
+          started.doneAt = Date.now();
+          // Nobody will come for it (the server stopped, or another open replaced it).
+          if (this.closed || this.opening.get(fileid) !== started) void this.vfs.release(ino, r.fh).catch(() => {});
+        },
+        (e) => {
+          started.error = e;
+          started.doneAt = Date.now();
+        },
+      );
+      this.opening.set(fileid, started);
+      o = started;
+    }
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([o.settled, new Promise<void>((resolve) => (timer = setTimeout(resolve, SLOW_OPEN_MS)))]);
+    clearTimeout(timer);
+    if (o.doneAt === undefined) throw new VfsError(Errno.EAGAIN, "the file is still being fetched from PostgreSQL; try again");
+    this.opening.delete(fileid);
+    if (o.error !== undefined) throw o.error;
+    return this.adopt(fileid, ino, o.fh!, false);
+  }
+
+  /** Forgets an open a READ gave up on; released now if it finished, else when it does. */
+  private dropOpening(fileid: bigint, o: Opening) {
+    if (this.opening.get(fileid) === o) this.opening.delete(fileid);
+    if (o.fh !== undefined) void this.vfs.release(o.ino, o.fh).catch(() => {});
   }
 
   /** Under the lock: an open good for writing, made if needed (a read-only open is replaced). */
@@ -167,6 +219,8 @@ export class OpenFiles {
 
   private async sweep() {
     const now = Date.now();
+    // Opens a READ gave up on and no retry came for.
+    for (const [fileid, o] of this.opening) if (o.doneAt !== undefined && now - o.doneAt >= this.idleMs) this.dropOpening(fileid, o);
     for (const [fileid, s] of this.states) {
       if (now - s.lastUsed < this.idleMs || this.locks.has(fileid)) continue;
       await this.lock(fileid, async () => {
@@ -184,6 +238,7 @@ export class OpenFiles {
   async closeAll(): Promise<void> {
     this.closed = true;
     clearInterval(this.sweeper);
+    for (const [fileid, o] of this.opening) this.dropOpening(fileid, o);
     await Promise.all(
       [...this.states.keys()].map((fileid) =>
         this.lock(fileid, async () => {
