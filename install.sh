@@ -26,6 +26,10 @@ fail() {
 	exit 1
 }
 
+# Everything runs from main, called on the last line: under `curl | sh` the
+# shell runs what has arrived so far, and a download cut short must not run
+# half an installer (it would define main and stop).
+main() {
 version="${PGFILES_INSTALL_VERSION:-}"
 dir="${PGFILES_INSTALL_DIR:-}"
 base_url="${PGFILES_INSTALL_BASE_URL:-$DEFAULT_BASE_URL}"
@@ -67,7 +71,7 @@ if [ "$os" = darwin ] && [ "$arch" = x64 ] && [ "$(sysctl -n sysctl.proc_transla
 	arch=arm64
 fi
 if [ "$os" = linux ] && { ls /lib/ld-musl-* >/dev/null 2>&1 || ls /lib64/ld-musl-* >/dev/null 2>&1; } &&
-	! ls /lib/ld-linux-* /lib64/ld-linux-* >/dev/null 2>&1; then
+	! { ls /lib/ld-linux-* >/dev/null 2>&1 || ls /lib64/ld-linux-* >/dev/null 2>&1; }; then
 	fail "this Linux uses musl libc (Alpine?); pgfiles builds need glibc. On Alpine: apk add gcompat, then run this again."
 fi
 
@@ -90,14 +94,15 @@ else
 fi
 command -v tar >/dev/null 2>&1 || fail "tar is not installed."
 
-tmp=$(mktemp -d 2>/dev/null || mktemp -d -t pgfiles)
+tmp=""
 staged=""
 cleanup() {
-	rm -rf "$tmp"
+	[ -z "$tmp" ] || rm -rf "$tmp"
 	[ -z "$staged" ] || rm -f "$staged"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+tmp=$(mktemp -d 2>/dev/null || mktemp -d -t pgfiles) || fail "could not make a temporary directory."
 
 # --- download and verify ------------------------------------------------------
 if [ -z "$version" ]; then
@@ -156,40 +161,43 @@ else
 	if [ "$os" = darwin ]; then
 		xattr -d com.apple.quarantine "$staged" 2>/dev/null || true
 	fi
+	# It must run here before it replaces anything (stdin: under curl | sh it is this script).
+	if ! reported=$("$staged" --version </dev/null 2>&1); then
+		fail "the downloaded pgfiles does not run on this machine, so nothing was installed: $reported"
+	fi
 	mv -f "$staged" "$dest" || fail "could not move the new binary to $dest."
 	staged=""
 	say "installed pgfiles $version to $dest"
 fi
-
-if ! reported=$("$dest" --version </dev/null 2>&1); then
-	fail "$dest was installed but does not run on this machine: $reported"
-fi
+reported=$("$dest" --version </dev/null 2>&1) || fail "$dest does not run on this machine: $reported"
 say "$dest --version: $reported"
 
 case ":${PATH:-}:" in
-*":$dir:"*) ;;
+*":$dir:"* | *":$dir/:"*) ;;
 *)
+	home="${HOME:-}"
+	[ -n "$home" ] || home="~"
 	case "${SHELL:-}" in
-	*/zsh) rc="$HOME/.zshrc" ;;
-	*/bash) rc="$HOME/.bashrc" ;;
-	*) rc="$HOME/.profile" ;;
+	*/zsh) rc="$home/.zshrc" ;;
+	*/bash) if [ "$os" = darwin ]; then rc="$home/.bash_profile"; else rc="$home/.bashrc"; fi ;;
+	*) rc="$home/.profile" ;;
 	esac
 	say "$dir is not on your PATH. Add it with:"
-	say "  echo 'export PATH=\"$dir:\$PATH\"' >> $rc && . $rc"
+	say "  echo 'export PATH=\"$dir:\$PATH\"' >> \"$rc\" && . \"$rc\""
 	;;
 esac
 
 # --- what a mount needs here --------------------------------------------------
 if [ "$os" = linux ]; then
-	if command -v apt-get >/dev/null 2>&1; then pkg="apt-get install -y fuse3"
-	elif command -v dnf >/dev/null 2>&1; then pkg="dnf install -y fuse3"
-	elif command -v yum >/dev/null 2>&1; then pkg="yum install -y fuse3"
-	elif command -v apk >/dev/null 2>&1; then pkg="apk add fuse3"
-	elif command -v pacman >/dev/null 2>&1; then pkg="pacman -S --noconfirm fuse3"
-	elif command -v zypper >/dev/null 2>&1; then pkg="zypper install -y fuse3"
+	if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo "; fi
+	if command -v apt-get >/dev/null 2>&1; then pkg="${sudo}apt-get update && ${sudo}apt-get install -y fuse3"
+	elif command -v dnf >/dev/null 2>&1; then pkg="${sudo}dnf install -y fuse3"
+	elif command -v yum >/dev/null 2>&1; then pkg="${sudo}yum install -y fuse3"
+	elif command -v apk >/dev/null 2>&1; then pkg="${sudo}apk add fuse3"
+	elif command -v pacman >/dev/null 2>&1; then pkg="${sudo}pacman -S --noconfirm fuse3"
+	elif command -v zypper >/dev/null 2>&1; then pkg="${sudo}zypper install -y fuse3"
 	else pkg="install your distribution's fuse3 package"
 	fi
-	if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo "; fi
 	if [ ! -e /dev/fuse ]; then
 		say "warning: /dev/fuse is missing, so 'pgfiles mount' cannot work yet. Fix:"
 		say "  on a machine or VM:   ${sudo}modprobe fuse"
@@ -197,15 +205,17 @@ if [ "$os" = linux ]; then
 	elif [ "$(id -u)" -ne 0 ]; then
 		if ! command -v fusermount3 >/dev/null 2>&1; then
 			say "warning: fusermount3 is missing, and a non-root mount needs it. Fix:"
-			say "  $sudo$pkg"
+			say "  $pkg"
 		fi
 		if [ ! -r /dev/fuse ] || [ ! -w /dev/fuse ]; then
 			say "warning: /dev/fuse is not readable and writable by you, so 'pgfiles mount' will be refused. Fix:"
 			say "  ${sudo}chmod 0666 /dev/fuse"
 		fi
 	elif ! command -v mount >/dev/null 2>&1; then
-		say "warning: the mount command is missing, and a mount as root needs it. Fix:"
-		say "  $(printf '%s' "$pkg" | sed 's/fuse3/mount/')"
+		say "warning: the mount command is missing, and a mount as root needs it. Fix: install util-linux (Debian and Ubuntu: the mount package)."
 	fi
 fi
 say "next: export PGFILES_DSN=postgres://user:password@host:5432/db; pgfiles init; pgfiles mount DIR"
+}
+
+main "$@"

@@ -36,6 +36,15 @@ export interface Release {
 
 const ELF_MACHINE: Record<string, number> = { x64: 62, arm64: 183 };
 
+/**
+ * The Bun target for a platform. x64 uses Bun's baseline (Nehalem) build: the
+ * default x64 one needs AVX2 and dies with "Illegal instruction" on older CPUs
+ * and on VMs with conservative CPU models, which is where sandboxes run.
+ */
+export function bunTarget(platform: Platform): string {
+  return platform.endsWith("-x64") ? `bun-${platform}-baseline` : `bun-${platform}`;
+}
+
 /** Refuses a binary that is not what its platform name says (wrong format, architecture or signature). */
 function checkBinary(platform: Platform, bytes: Buffer): void {
   const [os, arch] = platform.split("-");
@@ -54,7 +63,7 @@ async function buildOne(platform: Platform, info: BuildInfo, work: string, dir: 
   const stage = path.join(work, stem);
   fs.mkdirSync(stage, { recursive: true });
   const bin = path.join(stage, "pgfiles");
-  await compileBinary(`bun-${platform}`, bin, info);
+  await compileBinary(bunTarget(platform), bin, info);
   let bytes = fs.readFileSync(bin);
   // Bun signs darwin-arm64 output itself but leaves darwin-x64 with the runtime's
   // original signature, which no longer matches the pages Bun rewrote.
@@ -67,9 +76,10 @@ async function buildOne(platform: Platform, info: BuildInfo, work: string, dir: 
   fs.copyFileSync(path.join(ROOT, "README.md"), path.join(stage, "README.md"));
   fs.copyFileSync(path.join(ROOT, "LICENSE"), path.join(stage, "LICENSE"));
   const file = path.join(dir, `${stem}.tar.gz`);
-  // Owner, order and times fixed so the archive depends on its contents only.
+  // Owner, modes, order and times fixed, and gzip without a name or time (and
+  // deaf to a GZIP variable), so the archive depends on its contents only.
   const mtime = (await $`git -C ${ROOT} log -1 --format=%ct`.nothrow().quiet()).stdout.toString().trim() || "0";
-  await $`tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@${mtime} -C ${work} -czf ${file} ${stem}`.quiet();
+  await $`tar --sort=name --owner=0 --group=0 --numeric-owner --mode=u=rwX,go=rX --mtime=@${mtime} -C ${work} -cf - ${stem} | env -u GZIP gzip -9n > ${file}`.quiet();
   const sha256 = new Bun.CryptoHasher("sha256").update(fs.readFileSync(file)).digest("hex");
   return { platform, file, sha256, binaryBytes: bytes.length };
 }
