@@ -8,22 +8,22 @@ class Pgfiles < Formula
   on_macos do
     on_arm do
       url "https://github.com/pgfiles/pgfiles/releases/download/v0.1.0/pgfiles-0.1.0-darwin-arm64.tar.gz"
-      sha256 "f70e63e46fdfed52e4cbf70e1b039cead80df3ecac9d9c2d382f3b1224309969"
+      sha256 "7e20abaf2091c5efd0ff729f2fd5920dfb172f99cda32f6c13c3480ca4138db2"
     end
     on_intel do
       url "https://github.com/pgfiles/pgfiles/releases/download/v0.1.0/pgfiles-0.1.0-darwin-x64.tar.gz"
-      sha256 "4f75b6dba216f2acc31bfd6fc132b362168cae2afe50c415eeb5246d4c6bf080"
+      sha256 "11fe72bbeb88ae1acc48bc8c2ad5d3675d70b7a16da85082768273effcf6e204"
     end
   end
 
   on_linux do
     on_arm do
       url "https://github.com/pgfiles/pgfiles/releases/download/v0.1.0/pgfiles-0.1.0-linux-arm64.tar.gz"
-      sha256 "5e2c593e269a3a7e9be70c75eb8fc2b5a3051d682d536d74579bf46e6d7f2e3b"
+      sha256 "5b502eee8e676f36624ed2088474f7171c4cdc4c8ff501d7a0f98a795f8795d8"
     end
     on_intel do
       url "https://github.com/pgfiles/pgfiles/releases/download/v0.1.0/pgfiles-0.1.0-linux-x64.tar.gz"
-      sha256 "084469efd044e09183d7978bc2a87edf2a8526c0467c5e7a0fe3b05e4cbb2791"
+      sha256 "13dd924470fa599fc517e077f941e02f2c12e944a46e9a730f6d7bd258646183"
     end
   end
 
