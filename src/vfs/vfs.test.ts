@@ -102,6 +102,16 @@ describe("vfs", () => {
     expect(await readFile(vfs, ino)).toBe("hello");
   });
 
+  test("two creates, mkdirs or symlinks of one name at once: one wins, the other gets EEXIST, one entry remains", async () => {
+    const { vfs } = mount("v-race/");
+    await vfs.loadRoot();
+    const both = async (f: () => Promise<unknown>) => (await Promise.all([errno(f()), errno(f())])).sort();
+    expect(await both(() => vfs.create(1n, "f", 0o644, O_RDWR, who))).toEqual([0, 17]);
+    expect(await both(() => vfs.mkdir(1n, "d", 0o755, who))).toEqual([0, 17]);
+    expect(await both(() => vfs.symlink(1n, "l", "f", who))).toEqual([0, 17]);
+    expect((await names(vfs, "")).filter((n) => n !== "." && n !== "..").sort()).toEqual(["d", "f", "l"]);
+  });
+
   test("a second mount with an empty cache sees directories, files and bytes from Postgres", async () => {
     const a = mount("v2/");
     const d = await a.vfs.mkdir(1n, "docs", 0o755, who);

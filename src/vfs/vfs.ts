@@ -493,6 +493,8 @@ export class PgVfs implements Vfs {
   }
 
   private attach(dir: Node, name: string, kind: Kind, who: Caller, mode: number, extra: Partial<Meta> = {}): Node {
+    // newChild checked the name before an await: another create may have taken it since.
+    if (dir.children!.has(name)) throw new VfsError(Errno.EEXIST, "file exists");
     const n = this.nodes.create(dir, name, kind, { mode: mode & 0o7777, uid: who.uid, gid: who.gid, ...extra }, null, kind === "dir");
     dir.children!.set(name, n);
     const now = nowNs();
