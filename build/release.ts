@@ -58,7 +58,7 @@ function checkBinary(platform: Platform, bytes: Buffer): void {
   }
 }
 
-async function buildOne(platform: Platform, info: BuildInfo, work: string, dir: string): Promise<Release["archives"][number]> {
+async function buildOne(platform: Platform, info: BuildInfo, work: string, dir: string, mtime: string): Promise<Release["archives"][number]> {
   const stem = `pgfiles-${info.version}-${platform}`;
   const stage = path.join(work, stem);
   fs.mkdirSync(stage, { recursive: true });
@@ -78,7 +78,6 @@ async function buildOne(platform: Platform, info: BuildInfo, work: string, dir: 
   const file = path.join(dir, `${stem}.tar.gz`);
   // Owner, modes, order and times fixed, and gzip without a name or time (and
   // deaf to a GZIP variable), so the archive depends on its contents only.
-  const mtime = (await $`git -C ${ROOT} log -1 --format=%ct`.nothrow().quiet()).stdout.toString().trim() || "0";
   await $`tar --sort=name --owner=0 --group=0 --numeric-owner --mode=u=rwX,go=rX --mtime=@${mtime} -C ${work} -cf - ${stem} | env -u GZIP gzip -9n > ${file}`.quiet();
   const sha256 = new Bun.CryptoHasher("sha256").update(fs.readFileSync(file)).digest("hex");
   return { platform, file, sha256, binaryBytes: bytes.length };
@@ -94,8 +93,10 @@ export async function buildRelease(opts: { out: string; version?: string; platfo
   const work = fs.mkdtempSync(path.join(opts.out, ".work-"));
   try {
     const archives: Release["archives"] = [];
+    // Every file in every archive gets the commit's time.
+    const mtime = (await $`git -C ${ROOT} log -1 --format=%ct`.nothrow().quiet()).stdout.toString().trim() || "0";
     // One at a time: each compile holds a ~100 MiB executable in memory.
-    for (const platform of opts.platforms ?? PLATFORMS) archives.push(await buildOne(platform, info, work, dir));
+    for (const platform of opts.platforms ?? PLATFORMS) archives.push(await buildOne(platform, info, work, dir, mtime));
     const sums = archives.map((a) => `${a.sha256}  ${path.basename(a.file)}\n`).sort().join("");
     fs.writeFileSync(path.join(dir, "SHA256SUMS"), sums);
     fs.writeFileSync(path.join(dir, "VERSION"), `${info.version}\n`);

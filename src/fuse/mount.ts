@@ -61,6 +61,8 @@ export interface MountEntry {
   fstype: string;
   /** major:minor of the mounted filesystem; for FUSE this names the connection. */
   dev: string;
+  /** What is mounted: "pgfiles" for ours, "127.0.0.1:/pgfiles-…" for an NFS mount. */
+  source: string;
 }
 
 /** The mounts at `mountpoint`, bottom to top, from /proc/self/mountinfo. */
@@ -79,7 +81,7 @@ export function mountsAt(mountpoint: string): MountEntry[] {
     const sep = fields.indexOf("-");
     if (sep < 0 || fields.length < sep + 2) continue;
     const mp = unescapeMountinfo(fields[4]);
-    if (mp === mountpoint) out.push({ mountpoint: mp, fstype: fields[sep + 1], dev: fields[2] });
+    if (mp === mountpoint) out.push({ mountpoint: mp, fstype: fields[sep + 1], dev: fields[2], source: fields[sep + 2] ?? "" });
   }
   return out;
 }

@@ -105,6 +105,8 @@ suite("a mounted in-memory filesystem", () => {
     expect(m.nonEmpty).toBe(true);
     expect(m.via).toBe("mount");
     expect(await fs.promises.readdir(mnt)).toEqual([]);
+    // The mount table names it as ours (the NFS frontend finds its mounts by source the same way).
+    expect(mountsAt(mnt).at(-1)).toMatchObject({ fstype: "fuse.pgfiles", source: "pgfiles" });
   });
 
   test("mkdir -p, write and read files", async () => {

@@ -4,6 +4,7 @@
 // Our mounts are recognised by their source, 127.0.0.1:/pgfiles-<hex>.
 import fs from "node:fs";
 import { PgfilesError } from "../errors.ts";
+import { mountsAt } from "../fuse/mount.ts";
 
 /** Export paths start with this; the rest is random (see exportPathFor). */
 export const EXPORT_PREFIX = "/pgfiles-";
@@ -102,32 +103,17 @@ export interface NfsMountEntry {
 
 /** pgfiles NFS mounts at `mountpoint` (normally none or one). */
 export async function nfsMountsAt(mountpoint: string): Promise<NfsMountEntry[]> {
-  return (await nfsMounts()).filter((m) => m.mountpoint === mountpoint);
-}
-
-async function nfsMounts(): Promise<NfsMountEntry[]> {
-  const out: NfsMountEntry[] = [];
   if (process.platform === "linux") {
-    let text = "";
-    try {
-      text = fs.readFileSync("/proc/self/mountinfo", "utf8");
-    } catch {
-      return out;
-    }
-    for (const line of text.split("\n")) {
-      const f = line.split(" ");
-      const sep = f.indexOf("-");
-      if (sep < 0 || !f[sep + 1]?.startsWith("nfs")) continue;
-      const source = f[sep + 2] ?? "";
-      if (isOurSource(source)) out.push({ source, mountpoint: f[4].replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))) });
-    }
-    return out;
+    return mountsAt(mountpoint)
+      .filter((m) => m.fstype.startsWith("nfs") && isOurSource(m.source))
+      .map((m) => ({ source: m.source, mountpoint: m.mountpoint }));
   }
   // macOS: `mount` prints "SOURCE on MOUNTPOINT (nfs, nodev, nosuid, mounted by USER)".
+  const out: NfsMountEntry[] = [];
   const r = await run(["/sbin/mount", "-t", "nfs"]);
   for (const line of r.stdout.split("\n")) {
     const m = /^(\S+) on (.+) \(nfs[,)]/.exec(line);
-    if (m && isOurSource(m[1])) out.push({ source: m[1], mountpoint: m[2] });
+    if (m && m[2] === mountpoint && isOurSource(m[1])) out.push({ source: m[1], mountpoint: m[2] });
   }
   return out;
 }
