@@ -13,7 +13,7 @@ import { Flusher, type FlushResult } from "../sync/flusher.ts";
 
 /** Global flags → config fields (CLI argument beats environment beats file). */
 export const GLOBAL_FLAGS: [flag: string, field: keyof Config, help: string][] = [
-  ["--dsn <dsn>", "dsn", "PostgreSQL connection string (PGFILES_DSN)"],
+  ["--dsn <dsn>", "dsn", "PostgreSQL connection string (PGFILES_DSN; PGFILES_DSN or the config file keeps the password out of shell history and ps)"],
   ["--prefix <prefix>", "prefix", "key prefix (PGFILES_PREFIX)"],
   ["--pool-size <n>", "poolSize", "Postgres pool size (PGFILES_POOL_SIZE)"],
   ["--read-only [bool]", "readOnly", "reject all writes (PGFILES_READ_ONLY)"],
