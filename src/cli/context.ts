@@ -3,6 +3,7 @@
 import type { Command } from "commander";
 import path from "node:path";
 import { findMount } from "../daemon/registry.ts";
+import { checkDsn } from "../config/dsn.ts";
 import { resolveConfig, type Config, type Resolved } from "../config/index.ts";
 import { OfflineError, PgfilesError } from "../errors.ts";
 import { Journal } from "../journal/journal.ts";
@@ -88,7 +89,7 @@ export class Context {
         { exitCode: 2, errno: "EINVAL" },
       );
     }
-    return this.config.dsn;
+    return checkDsn(this.config.dsn);
   }
 
   get journal(): Journal {

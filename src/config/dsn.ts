@@ -20,6 +20,10 @@ function urlNeeded(why: string): PgfilesError {
   );
 }
 
+function badUrl(why: string): PgfilesError {
+  return new PgfilesError(`The connection string ${why}; the form is postgres://user:password@host:5432/database.`, { exitCode: 2, errno: "EINVAL" });
+}
+
 /**
  * Parses a libpq keyword/value connection string by libpq's rules: `key = value`
  * pairs separated by whitespace; a value is 'single-quoted' (where \' and \\
@@ -164,4 +168,27 @@ export function scrubPasswords(text: string, dsns: (string | undefined)[]): stri
   let t = text;
   for (const d of dsns) if (d) for (const p of dsnPasswords(d)) t = t.split(p).join("****");
   return t;
+}
+
+/** Refuses, in one sentence that never quotes the password, a DSN that cannot be used. */
+export function checkDsn(dsn: string): string {
+  if (isUrlDsn(dsn)) {
+    let u: URL;
+    try {
+      u = new URL(dsn.trim());
+    } catch {
+      throw badUrl("is not a valid URL (does the password hold a character that must be percent-encoded, such as a space, @ or /?)");
+    }
+    try {
+      decodeURIComponent(u.username);
+      decodeURIComponent(u.password);
+      decodeURIComponent(u.pathname);
+      decodeURIComponent(u.search);
+    } catch {
+      throw badUrl("has a % that is not followed by two hex digits (write a % in the password as %25)");
+    }
+    return dsn;
+  }
+  if (/=/.test(dsn)) parseKeywordDsn(dsn);
+  return dsn;
 }
