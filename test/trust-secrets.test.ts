@@ -90,16 +90,24 @@ describe("the runtime directory", () => {
     nobody(["ln", "-s", victim, dir]);
     expect(fs.lstatSync(dir).isSymbolicLink()).toBe(true);
     const env = cleanEnv({ PGFILES_DSN: pg.dsn, XDG_RUNTIME_DIR: base });
-    for (const args of [["mount", mountpoint], ["status"]]) {
-      const r = await run(args, env);
-      expect(r.code).toBe(2);
-      expect(r.stderr).toBe(`pgfiles: The pgfiles runtime directory ${dir} is a symbolic link, so another user may control it; remove it (rm -r ${JSON.stringify(dir)}) and run the command again.\n`);
+    try {
+      for (const args of [["mount", mountpoint], ["status"]]) {
+        const r = await run(args, env);
+        expect(r.code).toBe(2);
+        expect(r.stderr).toBe(`pgfiles: The pgfiles runtime directory ${dir} is a symbolic link, so another user may control it; remove it (rm -r ${JSON.stringify(dir)}) and run the command again.\n`);
+      }
+      expect(fs.readFileSync(victimFile, "utf8")).toBe("root's secret\n");
+      expect(fs.statSync(victimFile).mode & 0o777).toBe(0o600);
+      expect(fs.readdirSync(victim)).toEqual([path.basename(victimFile)]);
+      // Nothing was mounted there.
+      expect(fs.readFileSync("/proc/self/mountinfo", "utf8")).not.toContain(` ${mountpoint} `);
+    } finally {
+      // Without the fix the mount went ahead (its record over root's file): undo it.
+      Bun.spawnSync(["umount", "-l", mountpoint]);
+      try {
+        process.kill((JSON.parse(fs.readFileSync(victimFile, "utf8")) as { pid: number }).pid, "SIGKILL");
+      } catch {}
     }
-    expect(fs.readFileSync(victimFile, "utf8")).toBe("root's secret\n");
-    expect(fs.statSync(victimFile).mode & 0o777).toBe(0o600);
-    expect(fs.readdirSync(victim)).toEqual([path.basename(victimFile)]);
-    // Nothing was mounted there.
-    expect(fs.readFileSync("/proc/self/mountinfo", "utf8")).not.toContain(` ${mountpoint} `);
   });
 
   test.skipIf(!asNobody)("attack: a runtime dir planted by nobody with a forged record; root's batch inside that path does not adopt its prefix", async () => {
