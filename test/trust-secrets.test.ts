@@ -153,7 +153,7 @@ describe("the runtime directory", () => {
 
 describe("the cache directory and daemon.log", () => {
   test.skipIf(!canMount)(`are created 0700 and 0600, and an existing 0644 log is made 0600${canMount ? "" : ` (skipped: ${cannotMount})`}`, async () => {
-    const env = cleanEnv({ PGFILES_DSN: pg.dsn, PGFILES_PREFIX: "cache-perm/", XDG_RUNTIME_DIR: runtimeBase("rt-cache") });
+    const env = cleanEnv({ PGFILES_DSN: secretDsn(), PGFILES_PREFIX: "cache-perm/", XDG_RUNTIME_DIR: runtimeBase("rt-cache") });
     const cache = env.PGFILES_CACHE_DIR!;
     const mnt = fs.mkdtempSync(path.join(tmp, "mnt-cache-"));
     try {
@@ -161,11 +161,22 @@ describe("the cache directory and daemon.log", () => {
       expect(fs.statSync(cache).mode & 0o777).toBe(0o700);
       expect(fs.statSync(path.join(cache, "daemon.log")).mode & 0o777).toBe(0o600);
       for (const d of fs.readdirSync(path.join(cache, "journals"))) expect(fs.statSync(path.join(cache, "journals", d)).mode & 0o777).toBe(0o700);
+      fs.writeFileSync(path.join(mnt, "listed.txt"), "x");
+      // No process on the machine carries the password in its argv, and the log does not have it either.
+      for (const pid of fs.readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
+        let cmdline = "";
+        try {
+          cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8");
+        } catch {}
+        expect(cmdline).not.toContain(SECRET);
+      }
+      expect(fs.readFileSync("/proc/self/mountinfo", "utf8")).not.toContain(SECRET);
       await ok(["unmount", mnt], env);
       fs.chmodSync(path.join(cache, "daemon.log"), 0o644);
       await ok(["mount", mnt], env);
       expect(fs.statSync(path.join(cache, "daemon.log")).mode & 0o777).toBe(0o600);
       await ok(["unmount", mnt], env);
+      expect(fs.readFileSync(path.join(cache, "daemon.log"), "utf8")).not.toContain(SECRET);
     } finally {
       Bun.spawnSync(["umount", "-l", mnt]);
     }
