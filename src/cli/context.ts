@@ -3,6 +3,7 @@
 import type { Command } from "commander";
 import path from "node:path";
 import { findMount } from "../daemon/registry.ts";
+import { checkDsn } from "../config/dsn.ts";
 import { resolveConfig, type Config, type Resolved } from "../config/index.ts";
 import { OfflineError, PgfilesError } from "../errors.ts";
 import { Journal } from "../journal/journal.ts";
@@ -13,7 +14,7 @@ import { Flusher, type FlushResult } from "../sync/flusher.ts";
 
 /** Global flags → config fields (CLI argument beats environment beats file). */
 export const GLOBAL_FLAGS: [flag: string, field: keyof Config, help: string][] = [
-  ["--dsn <dsn>", "dsn", "PostgreSQL connection string (PGFILES_DSN)"],
+  ["--dsn <dsn>", "dsn", "PostgreSQL connection string (PGFILES_DSN; PGFILES_DSN or the config file keeps the password out of shell history and ps)"],
   ["--prefix <prefix>", "prefix", "key prefix (PGFILES_PREFIX)"],
   ["--pool-size <n>", "poolSize", "Postgres pool size (PGFILES_POOL_SIZE)"],
   ["--read-only [bool]", "readOnly", "reject all writes (PGFILES_READ_ONLY)"],
@@ -88,7 +89,7 @@ export class Context {
         { exitCode: 2, errno: "EINVAL" },
       );
     }
-    return this.config.dsn;
+    return checkDsn(this.config.dsn);
   }
 
   get journal(): Journal {

@@ -2,6 +2,7 @@
 // The pgfiles command line: parse, call, print. No logic of its own.
 import { Command, CommanderError } from "commander";
 import { ConfigError } from "../config/index.ts";
+import { scrubPasswords } from "../config/dsn.ts";
 import { PgfilesError } from "../errors.ts";
 import { KeyError } from "../keys.ts";
 import { registerBatch } from "./commands/batch.ts";
@@ -14,6 +15,7 @@ import { registerStatus } from "./commands/status.ts";
 import { registerVersion } from "./commands/version.ts";
 import { registerWhere } from "./commands/where.ts";
 import { GLOBAL_FLAGS } from "./context.ts";
+import { setInvocation } from "./reexec.ts";
 import { VERSION } from "../version.ts";
 
 export function buildProgram(): Command {
@@ -37,6 +39,7 @@ export function buildProgram(): Command {
 
 export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
+  setInvocation(argv);
   try {
     await program.parseAsync(argv, { from: "user" });
     return typeof process.exitCode === "number" ? process.exitCode : 0;
@@ -45,19 +48,22 @@ export async function main(argv: string[]): Promise<number> {
       // Help and version exit 0; usage errors were already printed by commander.
       return e.exitCode === 0 ? 0 : 2;
     }
+    // A driver message may quote a connection string: never print its password.
+    const dsns = [process.env.PGFILES_DSN, ...argv];
+    const say = (text: string) => process.stderr.write(`pgfiles: ${scrubPasswords(text, dsns)}\n`);
     if (e instanceof ConfigError) {
-      process.stderr.write(`pgfiles: ${e.message}\n`);
+      say(e.message);
       return 2;
     }
     if (e instanceof PgfilesError) {
-      process.stderr.write(`pgfiles: ${e.message}\n`);
+      say(e.message);
       return e.exitCode;
     }
     if (e instanceof KeyError) {
-      process.stderr.write(`pgfiles: ${e.message}\n`);
+      say(e.message);
       return 1;
     }
-    process.stderr.write(`pgfiles: unexpected error: ${(e as Error)?.stack ?? String(e)}\n`);
+    say(`unexpected error: ${(e as Error)?.stack ?? String(e)}`);
     return 1;
   }
 }

@@ -5,6 +5,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 
+import { PgfilesError } from "../errors.ts";
 import { processAlive } from "../pid.ts";
 
 export { processAlive as alive };
@@ -22,12 +23,41 @@ export interface MountRecord {
   warnings?: string[];
 }
 
+/** The private runtime directory: created 0700, and refused when something
+ * else stands there (a symlink, a file, a directory of another user or with
+ * looser permissions): another local user could have planted it to read our
+ * records, redirect our writes or feed us a record that is not ours. */
 export function runtimeDir(): string {
   const base = process.env.XDG_RUNTIME_DIR && path.isAbsolute(process.env.XDG_RUNTIME_DIR) ? process.env.XDG_RUNTIME_DIR : os.tmpdir();
-  const dir = path.join(base, `pgfiles-${process.getuid?.() ?? 0}`);
-  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-  // Only the owner may reach the control sockets inside.
-  fs.chmodSync(dir, 0o700);
+  const uid = process.getuid?.() ?? 0;
+  const dir = path.join(base, `pgfiles-${uid}`);
+  try {
+    fs.mkdirSync(dir, { mode: 0o700 });
+    fs.chmodSync(dir, 0o700); // the umask may have taken bits away; ours now, nobody else can swap it in a sticky /tmp
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") {
+      fs.mkdirSync(base, { recursive: true, mode: 0o700 });
+      return runtimeDir();
+    }
+    if (code !== "EEXIST") throw new PgfilesError(`Cannot create the runtime directory ${dir}: ${(e as Error).message}.`, { cause: e });
+  }
+  const st = fs.lstatSync(dir); // never follow a symlink here
+  const wrong = st.isSymbolicLink()
+    ? "a symbolic link"
+    : !st.isDirectory()
+      ? "not a directory"
+      : st.uid !== uid
+        ? `owned by uid ${st.uid}, not by uid ${uid}`
+        : (st.mode & 0o7777) !== 0o700
+          ? `mode ${(st.mode & 0o7777).toString(8).padStart(4, "0")}, not 0700`
+          : null;
+  if (wrong) {
+    throw new PgfilesError(
+      `The pgfiles runtime directory ${dir} is ${wrong}, so another user may control it; remove it (rm -r ${JSON.stringify(dir)}) and run the command again.`,
+      { exitCode: 2, errno: "EACCES" },
+    );
+  }
   return dir;
 }
 
@@ -43,18 +73,42 @@ export function socketPath(mountpoint: string): string {
   return path.join(runtimeDir(), `${id(mountpoint)}.sock`);
 }
 
+const { O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants;
+
 export function writeRecord(r: MountRecord) {
   const p = recordPath(r.mountpoint);
-  fs.writeFileSync(`${p}.tmp`, JSON.stringify(r), { mode: 0o600 });
-  fs.renameSync(`${p}.tmp`, p);
+  const tmp = `${p}.${process.pid}.tmp`;
+  fs.rmSync(tmp, { force: true }); // a leftover of a crashed writer with our pid
+  const fd = fs.openSync(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
+  try {
+    fs.writeSync(fd, JSON.stringify(r));
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, p);
 }
 
-export function readRecord(mountpoint: string): MountRecord | null {
+/** A record file, read without following a symlink; null when it is not ours. */
+function readRecordFile(p: string): MountRecord | null {
+  let fd: number;
   try {
-    return JSON.parse(fs.readFileSync(recordPath(mountpoint), "utf8")) as MountRecord;
+    fd = fs.openSync(p, O_RDONLY | O_NOFOLLOW);
   } catch {
     return null;
   }
+  try {
+    const st = fs.fstatSync(fd);
+    if (!st.isFile() || st.uid !== (process.getuid?.() ?? 0)) return null;
+    return JSON.parse(fs.readFileSync(fd, "utf8")) as MountRecord;
+  } catch {
+    return null; // being rewritten
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+export function readRecord(mountpoint: string): MountRecord | null {
+  return readRecordFile(recordPath(mountpoint));
 }
 
 export function removeRecord(mountpoint: string) {
@@ -72,12 +126,8 @@ export function allRecords(): MountRecord[] {
   const dir = runtimeDir();
   for (const f of fs.readdirSync(dir)) {
     if (!f.endsWith(".json")) continue;
-    let r: MountRecord;
-    try {
-      r = JSON.parse(fs.readFileSync(path.join(dir, f), "utf8")) as MountRecord;
-    } catch {
-      continue; // being rewritten
-    }
+    const r = readRecordFile(path.join(dir, f));
+    if (!r) continue; // being rewritten, or not ours
     if (!processAlive(r.pid) && (r.state !== "failed" || Date.now() - r.startedAt > FAILED_RECORD_KEEP_MS)) {
       fs.rmSync(path.join(dir, f), { force: true });
       fs.rmSync(path.join(dir, f.replace(/\.json$/, ".sock")), { force: true });

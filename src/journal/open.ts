@@ -6,14 +6,23 @@ import path from "node:path";
 import m001 from "../../journal/migrations/001_initial.sql" with { type: "text" };
 import m002 from "../../journal/migrations/002_running_totals.sql" with { type: "text" };
 import m003 from "../../journal/migrations/003_nfs_handles.sql" with { type: "text" };
+import { tableSelectors } from "../config/dsn.ts";
 import { PgfilesError } from "../errors.ts";
 
 /** Migrations in order; index + 1 is the user_version after applying it. */
 const MIGRATIONS: string[] = [m001, m002, m003];
 export const JOURNAL_VERSION = MIGRATIONS.length;
 
-/** The database a DSN points at, without credentials: "user@host:port/db". */
+/** The table a DSN writes, without credentials: "user@host:port/db", then the
+ * settings that choose the schema (search_path, options) when it has any, so
+ * that two DSNs writing different tables never share a journal; a DSN without
+ * them keeps the identity (and so the journal directory) it always had. */
 export function databaseIdentity(dsn: string): string {
+  const selectors = tableSelectors(dsn);
+  return selectors ? `${databaseIdentityOf(dsn)}?${selectors}` : databaseIdentityOf(dsn);
+}
+
+function databaseIdentityOf(dsn: string): string {
   let url: URL;
   try {
     url = new URL(dsn);

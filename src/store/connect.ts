@@ -3,6 +3,7 @@
 // locks, no temp tables, no SET outside a transaction), so it works through
 // PgBouncer in transaction mode; `preparedStatements: false` is then required.
 import postgres from "postgres";
+import { dsnHost, isUrlDsn, keywordOptions, parseKeywordDsn } from "../config/dsn.ts";
 import { OfflineError, PgfilesError, RejectedError } from "../errors.ts";
 
 export type Sql = postgres.Sql<{}>;
@@ -24,7 +25,9 @@ export function connect(opts: ConnectOptions): Sql {
   }
   let sql: Sql;
   try {
-    sql = postgres(opts.dsn, {
+    // The libpq keyword form is turned into postgres.js options (it takes URLs only).
+    const keyword = isUrlDsn(opts.dsn) ? null : keywordOptions(parseKeywordDsn(opts.dsn));
+    const settings = {
       max: opts.poolSize,
       prepare: opts.preparedStatements,
       connect_timeout: opts.connectTimeout ?? 10,
@@ -33,8 +36,12 @@ export function connect(opts: ConnectOptions): Sql {
       max_lifetime: 60 * 30,
       onnotice: () => {},
       connection: { application_name: "pgfiles" },
-    });
+    };
+    sql = keyword
+      ? postgres({ ...settings, ...keyword, connection: { ...settings.connection, ...(keyword.connection as object) } })
+      : postgres(opts.dsn, settings);
   } catch (e) {
+    if (e instanceof PgfilesError) throw e;
     throw new PgfilesError(`PGFILES_DSN could not be parsed: ${(e as Error).message}.`, { exitCode: 2, errno: "EINVAL", cause: e });
   }
   return sql;
@@ -89,12 +96,4 @@ export function describe(e: unknown, dsnHost: string): PgfilesError {
   return new RejectedError(`PostgreSQL refused the request: ${err?.message ?? String(e)}${err?.code ? ` (${err.code})` : ""}.`, e);
 }
 
-/** host:port/db of a DSN, for messages (never the password). */
-export function dsnHost(dsn: string): string {
-  try {
-    const u = new URL(dsn);
-    return `${u.hostname || "localhost"}:${u.port || "5432"}${u.pathname}`;
-  } catch {
-    return "the configured server";
-  }
-}
+export { dsnHost };

@@ -5,12 +5,14 @@ import path from "node:path";
 import { request } from "../../daemon/control.ts";
 import { runDaemon, type UnmountResult } from "../../daemon/daemon.ts";
 import { alive, readRecord, removeRecord } from "../../daemon/registry.ts";
+import { maskDsn } from "../../config/index.ts";
 import { PgfilesError } from "../../errors.ts";
 import { canonicalMountpoint, mountState, unmount as fuseUnmount } from "../../fuse/mount.ts";
 import { mountCommand, nfsMountsAt, unmountNfs } from "../../nfs/mount.ts";
 import { NFS_TRANSFER_BYTES } from "../../nfs/server.ts";
 import type { Backend } from "../../daemon/frontend.ts";
 import { Context, shellCwd } from "../context.ts";
+import { dropDsnFromArgv } from "../reexec.ts";
 import { out, warn } from "../run.ts";
 
 /** The command that runs this very program (compiled binary, or bun + script). */
@@ -42,15 +44,23 @@ function cwdHint(mountpoint: string): string | null {
 export function registerMount(program: Command) {
   program
     .command("mount")
-    .argument("<dsn-or-path>", "[dsn] <path>: the connection string (else PGFILES_DSN), then the directory (may be .)")
+    .argument("<dsn-or-path>", "[dsn] <path>: the connection string (else PGFILES_DSN; PGFILES_DSN or the config file keeps the password out of shell history and ps), then the directory (may be .)")
     .argument("[path]")
     .description("mount the prefix on a directory; returns once the mount is live (a daemon keeps serving)")
     .option("-f, --foreground", "stay attached: serve in this process until unmounted")
     .option("--backend <backend>", "fuse (Linux) or nfs (macOS)", process.platform === "darwin" ? "nfs" : "fuse")
     .action(async (first: string, second: string | undefined, opts: { foreground?: boolean; backend: string }) => {
       const [dsnArg, target] = second === undefined ? [undefined, first] : [first, second];
+      if (second === undefined && looksLikeDsn(first)) {
+        throw new PgfilesError(
+          `pgfiles mount got the connection string ${maskDsn(first)} but no directory; give the directory after it (pgfiles mount DSN DIR), or set PGFILES_DSN and run pgfiles mount DIR.`,
+          { exitCode: 2, errno: "EINVAL" },
+        );
+      }
       const backend = checkBackend(opts.backend);
       const ctx = new Context(program, dsnArg ? { dsn: dsnArg } : {}, { mountAware: false });
+      // A foreground mount runs for long: keep a DSN given in argv out of ps.
+      if (opts.foreground && ctx.config.dsn) dropDsnFromArgv(ctx.config.dsn, dsnArg);
       // stat(2) of an NFS mount whose daemon is dead waits out the soft timeout
       // and fails with ETIMEDOUT or EIO, not ENOTCONN: recognise our NFS mounts
       // by the mount table first, so that a stale one is reclaimed, not refused.
@@ -73,8 +83,8 @@ export function registerMount(program: Command) {
       const dsn = ctx.dsn;
       removeRecord(mountpoint);
       const logFile = path.join(ctx.config.cacheDir, "daemon.log");
-      fs.mkdirSync(ctx.config.cacheDir, { recursive: true });
-      const logFd = fs.openSync(logFile, "a");
+      fs.mkdirSync(ctx.config.cacheDir, { recursive: true, mode: 0o700 });
+      const logFd = openPrivateLog(logFile);
       const args = [...selfCommand(), "mount", "--foreground", "--backend", backend, mountpoint];
       const child = spawn(args[0], args.slice(1), {
         detached: true,
@@ -143,7 +153,7 @@ export function registerMount(program: Command) {
 
   program
     .command("serve-nfs")
-    .argument("[dsn]", "the connection string (else PGFILES_DSN)")
+    .argument("[dsn]", "the connection string (else PGFILES_DSN; PGFILES_DSN or the config file keeps the password out of shell history and ps)")
     .description("serve the prefix over NFSv3 on 127.0.0.1 without mounting it (containers, tests); runs until SIGINT/SIGTERM")
     .option("--port <port>", "the port for NFS and MOUNT (default: any free port)", "0")
     .option("--json", "print where it serves as one JSON line")
@@ -151,6 +161,7 @@ export function registerMount(program: Command) {
       const port = Number(opts.port);
       if (!Number.isInteger(port) || port < 0 || port > 65535) throw new PgfilesError(`--port must be a port number (0-65535), not ${JSON.stringify(opts.port)}.`, { exitCode: 2 });
       const ctx = new Context(program, dsnArg ? { dsn: dsnArg } : {}, { mountAware: false });
+      if (ctx.config.dsn) dropDsnFromArgv(ctx.config.dsn, dsnArg); // it runs for long: keep a DSN given in argv out of ps
       const r = await runDaemon({
         config: ctx.config, dsn: ctx.dsn, mountpoint: null, backend: "nfs", port, log: ctx.log,
         onServing: (f) => {
@@ -167,6 +178,24 @@ export function registerMount(program: Command) {
       });
       if (!opts.json) report(null, r);
     });
+}
+
+/** A DSN in URL form, or libpq keyword form (`host=... dbname=...`). */
+function looksLikeDsn(s: string): boolean {
+  return /^postgres(ql)?:\/\//i.test(s) || /^\s*\w+\s*=/.test(s);
+}
+
+/** The daemon's log (it names files): created 0600, an older 0644 one is tightened, a symlink is refused. */
+function openPrivateLog(file: string): number {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW, 0o600);
+  } catch (e) {
+    throw new PgfilesError(`Cannot open the daemon log ${file}: ${(e as Error).message}.`, { cause: e });
+  }
+  const st = fs.fstatSync(fd);
+  if (st.uid === (process.getuid?.() ?? 0) && (st.mode & 0o077) !== 0) fs.fchmodSync(fd, 0o600);
+  return fd;
 }
 
 function checkBackend(b: string): Backend {
