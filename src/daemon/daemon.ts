@@ -27,6 +27,9 @@ export interface DaemonOptions {
   backend?: Backend;
   /** NFS: the port to listen on (default: any free one). */
   port?: number;
+  /** FUSE, root only (`mount --suid`, `--dev`): honour setuid/setgid bits, device files. Default: nosuid,nodev. */
+  suid?: boolean;
+  dev?: boolean;
   /** Called once the frontend serves, before the daemon settles into running. */
   onServing?: (frontend: Frontend) => void;
   log: Logger;
@@ -103,7 +106,7 @@ export async function runDaemon(o: DaemonOptions): Promise<UnmountResult> {
 
   let frontend: Frontend;
   try {
-    frontend = await startFrontend(backend, { vfs, journal, config, log, mountpoint: mp, port: o.port });
+    frontend = await startFrontend(backend, { vfs, journal, config, log, mountpoint: mp, port: o.port, suid: o.suid, dev: o.dev });
   } catch (e) {
     record.state = "failed";
     record.error = (e as Error).message;

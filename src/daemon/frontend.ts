@@ -40,6 +40,9 @@ export interface FrontendOptions {
   mountpoint: string | null;
   /** NFS: the port to listen on (0 = any free one). */
   port?: number;
+  /** FUSE: mount without nosuid / nodev (root asked for it; see fuse/mount.ts). */
+  suid?: boolean;
+  dev?: boolean;
 }
 
 export async function startFrontend(backend: Backend, o: FrontendOptions): Promise<Frontend> {
@@ -48,7 +51,7 @@ export async function startFrontend(backend: Backend, o: FrontendOptions): Promi
 
 async function startFuse(o: FrontendOptions): Promise<Frontend> {
   if (!o.mountpoint) throw new Error("a FUSE frontend needs a mount point");
-  const mounted = await fuseMount(o.mountpoint, { readOnly: o.config.readOnly });
+  const mounted = await fuseMount(o.mountpoint, { readOnly: o.config.readOnly, suid: o.suid, dev: o.dev });
   const warnings: string[] = [];
   if (mounted.nonEmpty) warnings.push(`${o.mountpoint} was not empty: its files are hidden while pgfiles is mounted there.`);
   if (mounted.reclaimed) warnings.push(`A stale pgfiles mount at ${o.mountpoint} was cleaned up first.`);

@@ -39,6 +39,14 @@ export interface MountOptions {
   /** Owner of the mount in the kernel's eyes (root mounts only); default: our uid/gid. */
   uid?: number;
   gid?: number;
+  /**
+   * Honour set-user-ID/set-group-ID bits (`pgfiles mount --suid`, root only). Off: the mount is `nosuid`, so a
+   * row whose meta says mode 04755 and uid 0 (anyone who can INSERT into the table can write one) runs with
+   * the caller's own privileges.
+   */
+  suid?: boolean;
+  /** Honour device files (`pgfiles mount --dev`, root only). Off: the mount is `nodev`. */
+  dev?: boolean;
 }
 
 export interface Mounted {
@@ -223,7 +231,9 @@ async function run(cmd: string[], extra: Partial<Parameters<typeof Bun.spawn>[1]
 }
 
 function mountOptions(opts: MountOptions, root: boolean): string[] {
-  const o = ["default_permissions"];
+  // nosuid,nodev unless root asked otherwise: a row's meta is anyone's who can write the table, so its mode
+  // bits must not grant privileges. (fusermount3 adds both for non-root callers anyway; say it for every path.)
+  const o = ["default_permissions", ...(opts.suid ? [] : ["nosuid"]), ...(opts.dev ? [] : ["nodev"])];
   if (opts.allowOther ?? root) o.push("allow_other");
   if (opts.readOnly) o.push("ro");
   return o;

@@ -415,6 +415,8 @@ export function startSession(opts: SessionOptions): Session {
     },
     [C.FUSE_CREATE]: async (r) => {
       const c = C.decodeCreate(r.b, ARG, r.end);
+      // FUSE_OPEN_KILL_SUIDGID (O_TRUNC by an unprivileged caller) is ignored here: vfs.create makes a new file,
+      // and Linux does not truncate, so keeps the bits of, a file the same open created.
       const made = await vfs.create(r.h.nodeid, text(c.name), c.mode, c.flags, r.who);
       r.refs = [made.attr.ino];
       return C.createReply(r.h.unique, entry(made.attr), openOut(r, made.opened));

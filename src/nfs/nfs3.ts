@@ -306,6 +306,15 @@ export class Nfs3 {
     return Object.keys(s).length > 0;
   }
 
+  /**
+   * The server clears setuid/setgid itself, as a local filesystem (and knfsd) would: a truncate by a caller
+   * other than root, and any change of owner or group. The vfs decides which bits go (and keeps a directory's).
+   */
+  private static dropPrivileges(s: SetAttr, who: Caller): SetAttr {
+    const truncate = s.size !== undefined && who.uid !== 0;
+    return truncate || s.uid !== undefined || s.gid !== undefined ? { ...s, killSuidGid: true } : s;
+  }
+
   // ---- directories ----
 
   private async listing(dir: { row: HandleRow; ino: bigint }, who: Caller): Promise<Listed[]> {
@@ -417,7 +426,7 @@ export class Nfs3 {
           }
           const fh = this.files.writeFh(f.row.fileid);
           if (set.size !== undefined && fh !== undefined) set.fh = fh;
-          const after = await this.vfs.setattr(f.ino, set, who);
+          const after = await this.vfs.setattr(f.ino, Nfs3.dropPrivileges(set, who), who);
           return (w: XdrWriter) => R.encodeWcc3Res(w, X.NFS3_OK, { before: Nfs3.wcc(before), after: this.fattr(after, f.row.fileid) });
         });
       },
@@ -492,6 +501,8 @@ export class Nfs3 {
           const before = await this.vfs.getattr(f.ino, who);
           regularFile(before);
           const fh = await this.files.forWrite(f.row.fileid, f.ino, who);
+          // A write by anyone but root drops setuid/setgid (nobody else tells this server to, unlike FUSE's flag).
+          if (who.uid !== 0) await this.vfs.setattr(f.ino, { killSuidGid: true }, who);
           const n = await this.vfs.write(f.ino, fh, Number(a.offset), a.data, who);
           // The verifier these bytes went in under (taken under the lock: a failed close of this open changes it after).
           const verf = this.verifier;
@@ -539,7 +550,7 @@ export class Nfs3 {
           if (Nfs3.hasAny(set)) {
             await this.files.lock(c.row.fileid, async () => {
               const fh = this.files.writeFh(c.row.fileid);
-              await this.vfs.setattr(c.ino, { ...set, ...(set.size !== undefined && fh !== undefined ? { fh } : {}) }, who);
+              await this.vfs.setattr(c.ino, Nfs3.dropPrivileges({ ...set, ...(set.size !== undefined && fh !== undefined ? { fh } : {}) }, who), who);
             });
           }
           return done(c.row, c.ino);

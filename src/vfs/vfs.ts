@@ -416,15 +416,24 @@ export class PgVfs implements Vfs {
     if (n.kind === "dir" && !n.children) await this.children(n);
   }
 
-  async setattr(ino: bigint, set: SetAttr, _who?: Caller): Promise<Attr> {
-    return this.changeAttr(ino, set, [], false);
+  async setattr(ino: bigint, set: SetAttr, who?: Caller): Promise<Attr> {
+    return this.changeAttr(ino, set, [], false, who);
   }
 
   /** `tagsChanged`: the caller changed n.tags (xattrs), which is a stored change by itself. */
-  private async changeAttr(ino: bigint, set: SetAttr, removedTags: string[], tagsChanged: boolean): Promise<Attr> {
+  private async changeAttr(ino: bigint, set: SetAttr, removedTags: string[], tagsChanged: boolean, who?: Caller): Promise<Attr> {
     this.writable();
     const n = this.node(ino);
     const now = nowNs();
+    // Writes the kernel made straight to a passthrough file before this change are the file's, not after it.
+    this.noticeWrites(n);
+    if (set.killSuidGid && set.mode === undefined) {
+      const { killSuidGid: _, ...rest } = set;
+      const mode = withoutSuidGid(n, who);
+      const same = mode === (n.mode & 0o7777);
+      if (same && Object.keys(rest).length === 0) return NodeTable.attr(n); // nothing to clear: no change
+      set = same ? rest : { ...rest, mode };
+    }
     const stored = tagsChanged || set.mode !== undefined || set.uid !== undefined || set.gid !== undefined || set.size !== undefined || set.mtimeNs !== undefined;
     if (!stored) {
       // atime (touch -a) is not part of meta, and a SETATTR that changes nothing (chown -1 -1) changes nothing:
@@ -436,11 +445,6 @@ export class PgVfs implements Vfs {
     if (set.size !== undefined) {
       if (n.kind === "dir") throw new VfsError(Errno.EISDIR, "is a directory");
       if (set.size > MAX_FILE_SIZE) throw new VfsError(Errno.EFBIG, "file too large");
-    }
-    if (set.killSuidGid && set.mode === undefined) {
-      // Nothing to clear is no change at all (this arrives with writes).
-      if ((n.mode & 0o6000) === 0 && Object.keys(set).length === 1) return NodeTable.attr(n);
-      set = { ...set, mode: n.mode & ~0o6000 };
     }
     if (set.mode !== undefined) n.mode = set.mode & 0o7777;
     if (set.uid !== undefined) n.uid = set.uid;
@@ -750,6 +754,10 @@ export class PgVfs implements Vfs {
     n.size = Number(st.size);
     n.mtimeNs = st.mtimeNs;
     n.ctimeNs = st.ctimeNs;
+    // The kernel wrote this file without asking us (passthrough), so it never said whether the writer may keep
+    // setuid/setgid. A passthrough state is only made for a file without them (openState), so these bits were
+    // set while it was open: drop them, as for a writer without CAP_FSETID (safe, if stricter for root).
+    if (n.mode & (S_ISUID | S_ISGID)) n.mode = withoutSuidGid(n);
   }
 
   /** After we changed a passthrough state's file ourselves (truncate): not a write to notice later. */
@@ -958,6 +966,27 @@ const EMPTY_SHA = createHash("sha256").digest("hex");
 const ROOM = 64 * 1024 * 1024;
 
 
+
+const S_ISUID = 0o4000;
+const S_ISGID = 0o2000;
+const S_IXGRP = 0o0010;
+
+/**
+ * A regular file's permission bits once a write, truncate or chown by `who` has dropped setuid/setgid, as Linux
+ * does (setattr_should_drop_suidgid / setattr_should_drop_sgid): set-user-ID always goes; set-group-ID goes when
+ * the group may execute, and otherwise (it then marks mandatory locking, not privilege) only when `who` is not
+ * root and not in the file's group. FUSE asks for this only when the caller lacks CAP_FSETID (writes, truncates)
+ * or for any chown of a non-directory; NFS asks for non-root callers. Directories keep theirs (setgid there means
+ * "new entries take the directory's group"). Without `who`: as for an unprivileged caller outside the group.
+ */
+function withoutSuidGid(n: Node, who?: Caller): number {
+  let mode = n.mode & 0o7777;
+  if (n.kind !== "file" || (mode & (S_ISUID | S_ISGID)) === 0) return mode;
+  mode &= ~S_ISUID;
+  const inGroup = who !== undefined && (who.uid === 0 || who.gid === n.gid);
+  if (mode & S_IXGRP || !inGroup) mode &= ~S_ISGID;
+  return mode;
+}
 
 function stampOf(fd: number): FileStamp {
   const st = fs.fstatSync(fd, { bigint: true });

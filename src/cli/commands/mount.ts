@@ -49,7 +49,9 @@ export function registerMount(program: Command) {
     .description("mount the prefix on a directory; returns once the mount is live (a daemon keeps serving)")
     .option("-f, --foreground", "stay attached: serve in this process until unmounted")
     .option("--backend <backend>", "fuse (Linux) or nfs (macOS)", process.platform === "darwin" ? "nfs" : "fuse")
-    .action(async (first: string, second: string | undefined, opts: { foreground?: boolean; backend: string }) => {
+    .option("--suid", "root, FUSE only: honour setuid/setgid bits (default nosuid: any row's meta could claim them)")
+    .option("--dev", "root, FUSE only: honour device files (default nodev)")
+    .action(async (first: string, second: string | undefined, opts: { foreground?: boolean; backend: string; suid?: boolean; dev?: boolean }) => {
       const [dsnArg, target] = second === undefined ? [undefined, first] : [first, second];
       if (second === undefined && looksLikeDsn(first)) {
         throw new PgfilesError(
@@ -58,6 +60,7 @@ export function registerMount(program: Command) {
         );
       }
       const backend = checkBackend(opts.backend);
+      const privileged = checkPrivilegeFlags(opts, backend);
       const ctx = new Context(program, dsnArg ? { dsn: dsnArg } : {}, { mountAware: false });
       // A foreground mount runs for long: keep a DSN given in argv out of ps.
       if (opts.foreground && ctx.config.dsn) dropDsnFromArgv(ctx.config.dsn, dsnArg);
@@ -76,7 +79,7 @@ export function registerMount(program: Command) {
         throw new PgfilesError(`${mountpoint} is already mounted${rec ? ` (pgfiles pid ${rec.pid}, prefix ${JSON.stringify(rec.prefix)})` : ""}; unmount it first.`);
       }
       if (opts.foreground) {
-        const r = await runDaemon({ config: ctx.config, dsn: ctx.dsn, mountpoint, backend, log: ctx.log });
+        const r = await runDaemon({ config: ctx.config, dsn: ctx.dsn, mountpoint, backend, log: ctx.log, ...privileged });
         report(mountpoint, r);
         return;
       }
@@ -85,7 +88,7 @@ export function registerMount(program: Command) {
       const logFile = path.join(ctx.config.cacheDir, "daemon.log");
       fs.mkdirSync(ctx.config.cacheDir, { recursive: true, mode: 0o700 });
       const logFd = openPrivateLog(logFile);
-      const args = [...selfCommand(), "mount", "--foreground", "--backend", backend, mountpoint];
+      const args = [...selfCommand(), "mount", "--foreground", "--backend", backend, ...privilegeArgs(privileged), mountpoint];
       const child = spawn(args[0], args.slice(1), {
         detached: true,
         stdio: ["ignore", logFd, logFd],
@@ -196,6 +199,19 @@ function openPrivateLog(file: string): number {
   const st = fs.fstatSync(fd);
   if (st.uid === (process.getuid?.() ?? 0) && (st.mode & 0o077) !== 0) fs.fchmodSync(fd, 0o600);
   return fd;
+}
+
+/** --suid / --dev: root's explicit choice, FUSE only; anyone else gets one sentence and exit 2. */
+function checkPrivilegeFlags(opts: { suid?: boolean; dev?: boolean }, backend: Backend): { suid: boolean; dev: boolean } {
+  const asked = [opts.suid && "--suid", opts.dev && "--dev"].filter(Boolean).join(" and ");
+  if (!asked) return { suid: false, dev: false };
+  if (process.getuid?.() !== 0) throw new PgfilesError(`${asked} may only be given by root; without it the mount is nosuid,nodev.`, { exitCode: 2 });
+  if (backend !== "fuse") throw new PgfilesError(`${asked} applies to FUSE mounts only; NFS mounts are always nosuid,nodev.`, { exitCode: 2 });
+  return { suid: Boolean(opts.suid), dev: Boolean(opts.dev) };
+}
+
+function privilegeArgs(p: { suid: boolean; dev: boolean }): string[] {
+  return [...(p.suid ? ["--suid"] : []), ...(p.dev ? ["--dev"] : [])];
 }
 
 function checkBackend(b: string): Backend {
