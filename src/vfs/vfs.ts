@@ -194,6 +194,23 @@ export class PgVfs implements Vfs {
     return out;
   }
 
+  /**
+   * Keys a CLI command on this machine just changed (restore, purge, purge-prefix, batch; see src/cli/notify.ts):
+   * reloads the directories that hold them, whatever version the nodes show (a purge leaves no head row, and a
+   * restore's version may be the one this mount already took from the shared journal), and says what the
+   * kernel must forget. A key ending in "/" that covers the whole mount reloads the root.
+   */
+  async localChanges(keys: string[]): Promise<Invalidation[]> {
+    const changes: { key: string; id: string; deleted: boolean }[] = [];
+    for (const key of keys) {
+      if (key.startsWith(this.o.prefix) && key !== this.o.prefix) changes.push({ key, id: "", deleted: false });
+      else if (key.endsWith("/") && this.o.prefix.startsWith(key)) {
+        for (const c of this.nodes.root.children?.values() ?? []) changes.push({ key: this.key(c), id: "", deleted: false });
+      }
+    }
+    return this.remoteChanges(changes);
+  }
+
   /** Lists a directory from Postgres and lays the journal's pending versions over it. */
   private async reload(dir: Node): Promise<Map<string, Node>> {
     if (NodeTable.detached(dir)) return dir.children ?? new Map();
@@ -234,8 +251,17 @@ export class PgVfs implements Vfs {
       if (rest === "") continue;
       const slash = rest.indexOf("/");
       const name = slash < 0 ? rest : rest.slice(0, slash);
-      const meta = parseMeta(p.meta);
+      let meta = parseMeta(p.meta);
       const deleted = p.op === "delete" || meta.deleted === true;
+      if (!deleted && p.op === "copy" && slash < 0 && meta.size === undefined) {
+        // A CLI copy (restore, copy, tag) records only what it changes; the rest of its attributes (the size
+        // above all) come from its source, resolved in Postgres at flush. Showing it with what it records would
+        // show a size-0 file that reads empty until the next reload after the flush. Take the source's
+        // attributes when the journal has them; otherwise show what Postgres has until the copy arrives there.
+        const src = this.copySourceMeta(p.src_id);
+        if (!src) continue;
+        meta = { ...src, ...meta };
+      }
       if (slash >= 0 && slash < rest.length - 1) {
         if (!deleted && !stored.has(name)) stored.set(name, { kind: "dir", id: null, meta: null, marker: false });
         continue;
@@ -272,6 +298,20 @@ export class PgVfs implements Vfs {
     dir.children = next;
     dir.loadedAt = Date.now();
     return next;
+  }
+
+  /** The attributes a pending copy inherits from its source, when its source is a pending version too. */
+  private copySourceMeta(srcId: string | null, depth = 0): Partial<Meta> | null {
+    if (!srcId || depth > 8) return null;
+    const src = this.j.pendingById(srcId);
+    if (!src || src.op === "delete") return null;
+    const meta = parseMeta(src.meta);
+    if (src.op === "copy" && meta.size === undefined) {
+      const up = this.copySourceMeta(src.src_id, depth + 1);
+      return up ? { ...up, ...meta } : null;
+    }
+    const { version: _v, ...rest } = meta as Partial<Meta> & { version?: number };
+    return rest;
   }
 
   private async child(dir: Node, name: string): Promise<Node | undefined> {
@@ -701,8 +741,18 @@ export class PgVfs implements Vfs {
         body = await localBody(this.j, this.sql(), id, n.size);
       }
       if (n.open) return this.openState(n, truncate, forWrite); // another open raced us through the await
-      if (!forWrite) content = "file" in body ? Content.sharedFile(staging, body.file) : Content.sharedBytes(staging, body.bytes);
-      else content = Content.copyOf(staging, body, n.size);
+      const from = (b: typeof body) =>
+        !forWrite ? ("file" in b ? Content.sharedFile(staging, b.file) : Content.sharedBytes(staging, b.bytes)) : Content.copyOf(staging, b, n.size);
+      try {
+        content = from(body);
+      } catch (e) {
+        // The cached body file was evicted between finding it and opening it (another fetch made room):
+        // fetch it again rather than fail a read of a file Postgres has.
+        if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+        body = await localBody(this.j, this.sql(), id, n.size);
+        if (n.open) return this.openState(n, truncate, forWrite);
+        content = from(body);
+      }
     }
     // Passthrough needs the content in a file from the first open to the last close, and the same file:
     // the kernel refuses a second backing file, or a non-passthrough open, on an inode with open passthrough
