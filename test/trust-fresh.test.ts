@@ -7,8 +7,13 @@ import fs from "node:fs";
 import { ok } from "./harness/cli.ts";
 import { canMount as haveFuse } from "./harness/fuse.ts";
 import { mountFixture } from "./harness/mounts.ts";
+import { pgBinDir } from "./harness/postgres.ts";
+import path from "node:path";
 
 const fx = mountFixture("pgfiles-fresh-");
+/** A mount that cannot LISTEN (as through PgBouncer in transaction mode): it polls for other writers once a
+ * second, so only the command's own word to the mount can make its change visible before it returns. */
+const POLLING = { PGFILES_PREPARED_STATEMENTS: "false" };
 
 /** Waits until Postgres holds `n` versions of `key` (the mount's flusher took them). Bounded. */
 async function versionsInPg(key: string, n: number) {
@@ -22,7 +27,7 @@ async function versionsInPg(key: string, n: number) {
 
 describe.skipIf(!haveFuse)("CLI changes show in a live mount before the command returns", () => {
   test("restore inside a mount: the next stat and read show the restored content at once, every time", async () => {
-    const m = await fx.mount("fresh-restore/");
+    const m = await fx.mount("fresh-restore/", POLLING);
     for (let i = 0; i < 8; i++) {
       const name = `f${i}`;
       fs.writeFileSync(m.p(name), `one ${i}\n`);
@@ -49,6 +54,42 @@ describe.skipIf(!haveFuse)("CLI changes show in a live mount before the command 
     }
     await fx.unmount(m);
   }, 90_000);
+
+  test("a restore still on its way to Postgres (the table locked): the mount shows the old or the restored file, never size 0", async () => {
+    // A short metadata TTL: the mount reloads the directory (and lays the journal's pending copy over it)
+    // while the restore waits for the lock.
+    const m = await fx.mount("fresh-restore3/", { PGFILES_CACHE_METADATA_TTL: "100ms" });
+    const one = "one\n";
+    const two = "two, longer\n";
+    fs.writeFileSync(m.p("f"), one);
+    fs.writeFileSync(m.p("f"), two);
+    await versionsInPg("fresh-restore3/f", 2);
+    // A separate connection holds the table in SHARE mode for 3 s: reads go on, inserts wait.
+    const lock = Bun.spawn({
+      cmd: [path.join(pgBinDir(), "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", fx.pg.dsn, "-c", "BEGIN; LOCK TABLE pgfiles IN SHARE MODE; SELECT pg_sleep(3); COMMIT;"],
+      stdout: "ignore",
+      stderr: "pipe",
+    });
+    await Bun.sleep(300);
+    const restore = ok(["restore", "f", "1"], m.env, undefined, 0, m.dir);
+    let done = false;
+    void restore.then(() => (done = true), () => (done = true));
+    const seen = new Set<string>();
+    for (let i = 0; i < 60 && !done; i++) {
+      const size = fs.statSync(m.p("f")).size;
+      const text = fs.readFileSync(m.p("f"), "utf8");
+      seen.add(`${size}:${JSON.stringify(text)}`);
+      expect([one.length, two.length]).toContain(size);
+      expect([one, two]).toContain(text);
+      await Bun.sleep(100);
+    }
+    await restore;
+    expect(await lock.exited).toBe(0);
+    expect(fs.statSync(m.p("f")).size).toBe(one.length);
+    expect(fs.readFileSync(m.p("f"), "utf8")).toBe(one);
+    console.log(`[restore under a lock] the mount showed ${[...seen].join(", ")} while the restore waited`);
+    await fx.unmount(m);
+  }, 60_000);
 
   test("purge and purge-prefix: the name is gone from lookups and listings before the command returns", async () => {
     const m = await fx.mount("fresh-purge/");
@@ -78,7 +119,7 @@ describe.skipIf(!haveFuse)("CLI changes show in a live mount before the command 
   }, 60_000);
 
   test("batch from outside the mount (another cwd): its puts and deletes are in the mount before it returns", async () => {
-    const m = await fx.mount("fresh-batch/");
+    const m = await fx.mount("fresh-batch/", POLLING);
     fs.writeFileSync(m.p("old.txt"), "old");
     fs.writeFileSync(m.p("gone.txt"), "to delete");
     await versionsInPg("fresh-batch/gone.txt", 1);
