@@ -164,3 +164,56 @@ describe.skipIf(!haveFuse)("a read never returns fewer bytes than the size the m
     await fx.unmount(m);
   }, 90_000);
 });
+
+describe.skipIf(!haveFuse)("close-to-open across mounts", () => {
+  test("a reader on B that keeps a descriptor open sees A's overwrite at its next open, within a bound after Postgres has it", async () => {
+    const a = await fx.mount("fresh-cto/", { PGFILES_CACHE_DIR: fx.tempDir("cache-") });
+    const b = await fx.mount("fresh-cto/", { PGFILES_CACHE_DIR: fx.tempDir("cache-") });
+    const content = (v: number) => `version ${v} `.repeat(v % 3 === 0 ? 20_000 : 3); // small and > 128 KiB
+    fs.writeFileSync(a.p("f"), content(1));
+    await versionsInPg("fresh-cto/f", 1);
+    for (let i = 0; i < 100 && fs.readFileSync(b.p("f"), "utf8") !== content(1); i++) await Bun.sleep(50);
+    expect(fs.readFileSync(b.p("f"), "utf8")).toBe(content(1));
+    // The reader's long-lived descriptor: it holds B's open state for the whole test.
+    const held = fs.openSync(b.p("f"), "r");
+    const BOUND_MS = 3000;
+    const lags: number[] = [];
+    const fromClose: number[] = [];
+    for (let v = 2; v <= 16; v++) {
+      fs.writeFileSync(a.p("f"), content(v));
+      const t0 = Date.now();
+      let inPg: number | null = null;
+      let seen: number | null = null;
+      for (let i = 0; i < 2000; i++) {
+        const now = Date.now();
+        if (inPg === null && i % 10 === 0 && Number(fx.pg.psql(`SELECT count(*) FROM pgfiles WHERE key = 'fresh-cto/f'`).trim()) >= v) inPg = Date.now();
+        const fd = fs.openSync(b.p("f"), "r");
+        const text = fs.readFileSync(fd, "utf8");
+        fs.closeSync(fd);
+        if (text === content(v)) {
+          seen ??= now;
+        } else {
+          // Once seen, never the old content again; and never later than the bound after Postgres has it.
+          expect(seen).toBeNull();
+          expect(text).toBe(content(v - 1));
+          if (inPg !== null) expect(now - inPg).toBeLessThan(BOUND_MS);
+        }
+        if (seen !== null && inPg !== null && Date.now() - seen > 100) break;
+        if (Date.now() - t0 > 10_000) break;
+        await Bun.sleep(5);
+      }
+      expect(seen).not.toBeNull();
+      expect(inPg).not.toBeNull();
+      lags.push(seen! - inPg!);
+      fromClose.push(seen! - t0);
+    }
+    fs.closeSync(held);
+    const q = (xs: number[], p: number) => [...xs].sort((x, y) => x - y)[Math.min(xs.length - 1, Math.floor(p * xs.length))];
+    console.log(
+      `[close-to-open] re-open on B saw A's version: after A's close p50 ${q(fromClose, 0.5)} ms, p99 ${q(fromClose, 0.99)} ms; ` +
+        `after the psql poll saw it in Postgres p50 ${q(lags, 0.5)} ms, p99 ${q(lags, 0.99)} ms (n=${lags.length}; negative: before the poll noticed it)`,
+    );
+    await fx.unmount(a);
+    await fx.unmount(b);
+  }, 240_000);
+});

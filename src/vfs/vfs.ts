@@ -13,7 +13,7 @@ import { isTransient, type Sql } from "../store/connect.ts";
 import { latest, listChildren } from "../store/store.ts";
 import { localBody } from "./bodies.ts";
 import { Content } from "./content.ts";
-import { type FileStamp, type Kind, type Node, NodeTable, openSize } from "./nodes.ts";
+import { type FileStamp, type Kind, type Node, NodeTable, type OpenFile, openSize } from "./nodes.ts";
 import {
   type Attr, type Caller, type DirEntry, Errno, type Opened, RENAME_EXCHANGE, RENAME_NOREPLACE, type SetAttr, type StatFs,
   type Vfs, VfsError,
@@ -45,7 +45,7 @@ export class PgVfs implements Vfs {
   private readonly j: Journal;
   private readonly stagingDir: string;
   private nextFh = 1n;
-  private readonly handles = new Map<bigint, { node: Node; write: boolean }>();
+  private readonly handles = new Map<bigint, { node: Node; write: boolean; state: OpenFile }>();
   private readonly dirHandles = new Map<bigint, DirEntry[]>();
 
   constructor(private readonly o: VfsOptions) {
@@ -280,7 +280,8 @@ export class PgVfs implements Vfs {
       let n = old.get(name);
       if (n && n.kind !== s.kind) n = undefined;
       if (!n) n = this.nodes.create(dir, name, s.kind, s.meta ?? {}, s.id, s.marker);
-      else if (!n.open) {
+      else if (!n.open || this.retire(n, s.id)) {
+        if (n.kind === "file" && s.meta && n.id !== s.id) n.dropPages = true;
         if (s.meta) NodeTable.apply(n, s.kind, s.meta, s.id);
         n.marker = s.marker;
       }
@@ -312,6 +313,20 @@ export class PgVfs implements Vfs {
     }
     const { version: _v, ...rest } = meta as Partial<Meta> & { version?: number };
     return rest;
+  }
+
+  /**
+   * Close-to-open: another writer's version `id` replaced an open file. A state only read from (no writer, no
+   * unrecorded change) is retired: its descriptors keep the content they opened, and the next open takes the
+   * new version. A state with a writer keeps the node as it is (its close records the next version).
+   */
+  private retire(n: Node, id: string | null): boolean {
+    const open = n.open;
+    if (!open || n.kind !== "file" || id === n.id || open.dirty || open.fresh || open.passthrough) return false;
+    for (const h of this.handles.values()) if (h.state === open && h.write) return false;
+    open.retired = true;
+    n.open = null;
+    return true;
   }
 
   private async child(dir: Node, name: string): Promise<Node | undefined> {
@@ -776,10 +791,13 @@ export class PgVfs implements Vfs {
 
   private handle(n: Node, write: boolean): Opened {
     const fh = this.nextFh++;
-    this.handles.set(fh, { node: n, write });
     const open = n.open!;
+    this.handles.set(fh, { node: n, write, state: open });
     open.handles++;
-    return { fh, keepCache: !open.dirty, ...(open.passthrough ? { backingFd: open.content.descriptor } : {}) };
+    // After another writer's change the kernel's pages are of the old version: not kept (close-to-open).
+    const keepCache = !open.dirty && !n.dropPages;
+    n.dropPages = false;
+    return { fh, keepCache, ...(open.passthrough ? { backingFd: open.content.descriptor } : {}) };
   }
 
   private passthrough = false;
@@ -831,12 +849,13 @@ export class PgVfs implements Vfs {
 
   private openFile(fh: bigint) {
     const h = this.handles.get(fh);
-    if (!h || !h.node.open) throw new VfsError(Errno.EBADF, "bad file handle");
+    if (!h || (!h.node.open && !h.state.retired)) throw new VfsError(Errno.EBADF, "bad file handle");
     return h;
   }
 
   async read(_ino: bigint, fh: bigint, offset: number, size: number): Promise<Uint8Array> {
-    return this.openFile(fh).node.open!.content.read(offset, size);
+    // A retired state (another writer's version arrived) still serves the descriptors that opened it.
+    return this.openFile(fh).state.content.read(offset, size);
   }
 
   async write(_ino: bigint, fh: bigint, offset: number, data: Uint8Array, _who?: Caller): Promise<number> {
@@ -858,7 +877,8 @@ export class PgVfs implements Vfs {
   }
 
   async flush(_ino: bigint, fh: bigint, _who?: Caller): Promise<void> {
-    const { node } = this.openFile(fh);
+    const { node, state } = this.openFile(fh);
+    if (state.retired) return; // read-only, and replaced by another writer's version: nothing to record
     this.noticeWrites(node);
     // A new, still empty file becomes a version at its last close (release) — except in strict mode, where
     // close must not return before its version is in Postgres (a shell's `> f` then makes an empty one first).
@@ -873,6 +893,10 @@ export class PgVfs implements Vfs {
     if (!h) return;
     this.handles.delete(fh);
     const node = h.node;
+    if (h.state.retired) {
+      if (--h.state.handles === 0) h.state.content.close();
+      return;
+    }
     if (!node.open) return;
     node.open.handles--;
     if (node.open.handles === 0) {
@@ -888,7 +912,8 @@ export class PgVfs implements Vfs {
   }
 
   async fsync(_ino: bigint, fh: bigint): Promise<void> {
-    const { node } = this.openFile(fh);
+    const { node, state } = this.openFile(fh);
+    if (state.retired) return;
     this.noticeWrites(node);
     const id = node.open?.dirty ? this.commit(node, true) : null;
     // Nothing new: the version recorded at an earlier close may still be only in the page cache.
@@ -995,7 +1020,8 @@ export class PgVfs implements Vfs {
 
   /** Records every open file's pending changes (unmount). */
   commitAll() {
-    for (const { node } of this.handles.values()) {
+    for (const { node, state } of this.handles.values()) {
+      if (state.retired) continue;
       this.noticeWrites(node);
       this.commit(node, true);
     }
