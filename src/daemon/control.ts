@@ -4,7 +4,14 @@
 import fs from "node:fs";
 import net from "node:net";
 
-export type Request = { cmd: "status" } | { cmd: "unmount"; wait: boolean } | { cmd: "cache-stats" } | { cmd: "cache-clear" };
+export type Request =
+  | { cmd: "status" }
+  | { cmd: "unmount"; wait: boolean }
+  | { cmd: "cache-stats" }
+  | { cmd: "cache-clear" }
+  /** A CLI command changed these keys in Postgres (or the journal): take them in before answering. A key ending
+   * in "/" stands for everything below it (purge-prefix). */
+  | { cmd: "changed"; keys: string[] };
 
 export type Handler = (req: Request, progress: (p: unknown) => void) => Promise<unknown>;
 

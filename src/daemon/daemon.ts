@@ -219,6 +219,12 @@ export async function runDaemon(o: DaemonOptions): Promise<UnmountResult> {
         return journal.clearCache();
       case "unmount":
         return await shutdown(progress, req.wait);
+      case "changed": {
+        // A CLI command on this machine changed these keys: show them before it returns.
+        const invalidations = await vfs.localChanges(Array.isArray(req.keys) ? req.keys.filter((k) => typeof k === "string") : []);
+        await Promise.all(invalidations.map((i) => frontend.invalidate(i)));
+        return { invalidated: invalidations.length };
+      }
     }
   }) : null;
 

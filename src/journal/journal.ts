@@ -426,12 +426,14 @@ export class Journal {
          ON CONFLICT (id) DO NOTHING`,
       )
       .run({ id, size: body.size, body: body.inline ?? null, file: body.file ?? null, now: this.tick() });
-    this.evict();
+    // Never the body just fetched: its reader is about to open it (one body larger than the whole cap would
+    // otherwise be removed before it is read, and the read would fail). The next eviction takes it.
+    this.evict(id);
   }
 
   /** Evicts least recently used clean bodies until clean + pending fit the cap.
    * Pending bodies are never evicted: they live in `pending`, not in the cache. */
-  evict(): number {
+  evict(keep?: string): number {
     const total = this.db.query("SELECT SUM(bytes) AS t FROM totals WHERE name IN ('data_cache', 'pending')").get() as { t: number };
     let over = total.t - this.maxBytes;
     if (over <= 0) return 0;
@@ -442,6 +444,7 @@ export class Journal {
       body_file: string | null;
     }>) {
       if (over <= 0) break;
+      if (r.id === keep) continue;
       victims.push(r);
       over -= r.size;
     }

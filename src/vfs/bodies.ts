@@ -28,21 +28,33 @@ export async function localBody(journal: Journal, sql: Sql | null, id: string, s
   if (!sql) throw new VfsError(Errno.EIO, "The file's content is not cached locally and PostgreSQL is unreachable.");
   if (size <= 128 * 1024) {
     const bytes = await readRange(sql, id, 0, Math.max(size, 1));
+    if (bytes.length < size) throw short(id, bytes.length, size);
     journal.cachePut(id, { inline: bytes, size: bytes.length, etag: "" });
     return { bytes };
   }
   const tmp = journal.bodies.pathOf(`tmp-fetch-${id}-${process.pid}`);
   const fd = fs.openSync(tmp, "w", 0o600);
   try {
+    let got = 0;
     for (let off = 0; off < size; off += RANGE) {
       const chunk = await readRange(sql, id, off, Math.min(RANGE, size - off));
       if (chunk.length === 0) break;
       fs.writeSync(fd, chunk, 0, chunk.length, off);
+      got += chunk.length;
     }
+    // Never a file that reads shorter than the size the mount shows: an error instead.
+    if (got < size) throw short(id, got, size);
+  } catch (e) {
+    fs.rmSync(tmp, { force: true });
+    throw e;
   } finally {
     fs.closeSync(fd);
   }
   fs.renameSync(tmp, journal.bodies.pathOf(id));
   journal.cachePut(id, { file: id, size, etag: "" });
   return { file: journal.bodies.pathOf(id) };
+}
+
+function short(id: string, got: number, size: number): VfsError {
+  return new VfsError(Errno.EIO, `PostgreSQL has ${got} of the ${size} bytes of version ${id} (it was purged or replaced); the mount shows it until its next reload.`);
 }

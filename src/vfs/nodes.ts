@@ -25,6 +25,9 @@ export interface OpenFile {
    * kernel writes it without telling us, so changes are noticed by its size and times (`seen`). */
   passthrough: boolean;
   seen: FileStamp | null;
+  /** Another writer's version replaced the node's content while this state was open (read-only): its
+   * descriptors keep reading what they opened, and the next open makes a new state with the new version. */
+  retired?: boolean;
 }
 
 /** Size and times of a file, to notice that someone else wrote it. */
@@ -64,6 +67,8 @@ export interface Node {
   /** Kernel references (LOOKUP, CREATE, … minus FORGET). */
   lookups: number;
   open: OpenFile | null;
+  /** Another writer changed the content: the next open tells the kernel to drop its cached pages. */
+  dropPages?: boolean;
   /** Removed from the tree while still open: closing it makes no version. */
   unlinked: boolean;
 }

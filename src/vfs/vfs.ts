@@ -13,7 +13,7 @@ import { isTransient, type Sql } from "../store/connect.ts";
 import { latest, listChildren } from "../store/store.ts";
 import { localBody } from "./bodies.ts";
 import { Content } from "./content.ts";
-import { type FileStamp, type Kind, type Node, NodeTable, openSize } from "./nodes.ts";
+import { type FileStamp, type Kind, type Node, NodeTable, type OpenFile, openSize } from "./nodes.ts";
 import {
   type Attr, type Caller, type DirEntry, Errno, type Opened, RENAME_EXCHANGE, RENAME_NOREPLACE, type SetAttr, type StatFs,
   type Vfs, VfsError,
@@ -45,7 +45,7 @@ export class PgVfs implements Vfs {
   private readonly j: Journal;
   private readonly stagingDir: string;
   private nextFh = 1n;
-  private readonly handles = new Map<bigint, { node: Node; write: boolean }>();
+  private readonly handles = new Map<bigint, { node: Node; write: boolean; state: OpenFile }>();
   private readonly dirHandles = new Map<bigint, DirEntry[]>();
 
   constructor(private readonly o: VfsOptions) {
@@ -194,6 +194,23 @@ export class PgVfs implements Vfs {
     return out;
   }
 
+  /**
+   * Keys a CLI command on this machine just changed (restore, purge, purge-prefix, batch; see src/cli/notify.ts):
+   * reloads the directories that hold them, whatever version the nodes show (a purge leaves no head row, and a
+   * restore's version may be the one this mount already took from the shared journal), and says what the
+   * kernel must forget. A key ending in "/" that covers the whole mount reloads the root.
+   */
+  async localChanges(keys: string[]): Promise<Invalidation[]> {
+    const changes: { key: string; id: string; deleted: boolean }[] = [];
+    for (const key of keys) {
+      if (key.startsWith(this.o.prefix) && key !== this.o.prefix) changes.push({ key, id: "", deleted: false });
+      else if (key.endsWith("/") && this.o.prefix.startsWith(key)) {
+        for (const c of this.nodes.root.children?.values() ?? []) changes.push({ key: this.key(c), id: "", deleted: false });
+      }
+    }
+    return this.remoteChanges(changes);
+  }
+
   /** Lists a directory from Postgres and lays the journal's pending versions over it. */
   private async reload(dir: Node): Promise<Map<string, Node>> {
     if (NodeTable.detached(dir)) return dir.children ?? new Map();
@@ -234,8 +251,17 @@ export class PgVfs implements Vfs {
       if (rest === "") continue;
       const slash = rest.indexOf("/");
       const name = slash < 0 ? rest : rest.slice(0, slash);
-      const meta = parseMeta(p.meta);
+      let meta = parseMeta(p.meta);
       const deleted = p.op === "delete" || meta.deleted === true;
+      if (!deleted && p.op === "copy" && slash < 0 && meta.size === undefined) {
+        // A CLI copy (restore, copy, tag) records only what it changes; the rest of its attributes (the size
+        // above all) come from its source, resolved in Postgres at flush. Showing it with what it records would
+        // show a size-0 file that reads empty until the next reload after the flush. Take the source's
+        // attributes when the journal has them; otherwise show what Postgres has until the copy arrives there.
+        const src = this.copySourceMeta(p.src_id);
+        if (!src) continue;
+        meta = { ...src, ...meta };
+      }
       if (slash >= 0 && slash < rest.length - 1) {
         if (!deleted && !stored.has(name)) stored.set(name, { kind: "dir", id: null, meta: null, marker: false });
         continue;
@@ -254,7 +280,8 @@ export class PgVfs implements Vfs {
       let n = old.get(name);
       if (n && n.kind !== s.kind) n = undefined;
       if (!n) n = this.nodes.create(dir, name, s.kind, s.meta ?? {}, s.id, s.marker);
-      else if (!n.open) {
+      else if (!n.open || this.retire(n, s.id)) {
+        if (n.kind === "file" && s.meta && n.id !== s.id) n.dropPages = true;
         if (s.meta) NodeTable.apply(n, s.kind, s.meta, s.id);
         n.marker = s.marker;
       }
@@ -272,6 +299,34 @@ export class PgVfs implements Vfs {
     dir.children = next;
     dir.loadedAt = Date.now();
     return next;
+  }
+
+  /** The attributes a pending copy inherits from its source, when its source is a pending version too. */
+  private copySourceMeta(srcId: string | null, depth = 0): Partial<Meta> | null {
+    if (!srcId || depth > 8) return null;
+    const src = this.j.pendingById(srcId);
+    if (!src || src.op === "delete") return null;
+    const meta = parseMeta(src.meta);
+    if (src.op === "copy" && meta.size === undefined) {
+      const up = this.copySourceMeta(src.src_id, depth + 1);
+      return up ? { ...up, ...meta } : null;
+    }
+    const { version: _v, ...rest } = meta as Partial<Meta> & { version?: number };
+    return rest;
+  }
+
+  /**
+   * Close-to-open: another writer's version `id` replaced an open file. A state only read from (no writer, no
+   * unrecorded change) is retired: its descriptors keep the content they opened, and the next open takes the
+   * new version. A state with a writer keeps the node as it is (its close records the next version).
+   */
+  private retire(n: Node, id: string | null): boolean {
+    const open = n.open;
+    if (!open || n.kind !== "file" || id === n.id || open.dirty || open.fresh || open.passthrough) return false;
+    for (const h of this.handles.values()) if (h.state === open && h.write) return false;
+    open.retired = true;
+    n.open = null;
+    return true;
   }
 
   private async child(dir: Node, name: string): Promise<Node | undefined> {
@@ -705,8 +760,18 @@ export class PgVfs implements Vfs {
         body = await localBody(this.j, this.sql(), id, n.size);
       }
       if (n.open) return this.openState(n, truncate, forWrite); // another open raced us through the await
-      if (!forWrite) content = "file" in body ? Content.sharedFile(staging, body.file) : Content.sharedBytes(staging, body.bytes);
-      else content = Content.copyOf(staging, body, n.size);
+      const from = (b: typeof body) =>
+        !forWrite ? ("file" in b ? Content.sharedFile(staging, b.file) : Content.sharedBytes(staging, b.bytes)) : Content.copyOf(staging, b, n.size);
+      try {
+        content = from(body);
+      } catch (e) {
+        // The cached body file was evicted between finding it and opening it (another fetch made room):
+        // fetch it again rather than fail a read of a file Postgres has.
+        if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+        body = await localBody(this.j, this.sql(), id, n.size);
+        if (n.open) return this.openState(n, truncate, forWrite);
+        content = from(body);
+      }
     }
     // Passthrough needs the content in a file from the first open to the last close, and the same file:
     // the kernel refuses a second backing file, or a non-passthrough open, on an inode with open passthrough
@@ -730,10 +795,13 @@ export class PgVfs implements Vfs {
 
   private handle(n: Node, write: boolean): Opened {
     const fh = this.nextFh++;
-    this.handles.set(fh, { node: n, write });
     const open = n.open!;
+    this.handles.set(fh, { node: n, write, state: open });
     open.handles++;
-    return { fh, keepCache: !open.dirty, ...(open.passthrough ? { backingFd: open.content.descriptor } : {}) };
+    // After another writer's change the kernel's pages are of the old version: not kept (close-to-open).
+    const keepCache = !open.dirty && !n.dropPages;
+    n.dropPages = false;
+    return { fh, keepCache, ...(open.passthrough ? { backingFd: open.content.descriptor } : {}) };
   }
 
   private passthrough = false;
@@ -789,12 +857,13 @@ export class PgVfs implements Vfs {
 
   private openFile(fh: bigint) {
     const h = this.handles.get(fh);
-    if (!h || !h.node.open) throw new VfsError(Errno.EBADF, "bad file handle");
+    if (!h || (!h.node.open && !h.state.retired)) throw new VfsError(Errno.EBADF, "bad file handle");
     return h;
   }
 
   async read(_ino: bigint, fh: bigint, offset: number, size: number): Promise<Uint8Array> {
-    return this.openFile(fh).node.open!.content.read(offset, size);
+    // A retired state (another writer's version arrived) still serves the descriptors that opened it.
+    return this.openFile(fh).state.content.read(offset, size);
   }
 
   async write(_ino: bigint, fh: bigint, offset: number, data: Uint8Array, _who?: Caller): Promise<number> {
@@ -816,7 +885,8 @@ export class PgVfs implements Vfs {
   }
 
   async flush(_ino: bigint, fh: bigint, _who?: Caller): Promise<void> {
-    const { node } = this.openFile(fh);
+    const { node, state } = this.openFile(fh);
+    if (state.retired) return; // read-only, and replaced by another writer's version: nothing to record
     this.noticeWrites(node);
     // A new, still empty file becomes a version at its last close (release) — except in strict mode, where
     // close must not return before its version is in Postgres (a shell's `> f` then makes an empty one first).
@@ -831,6 +901,10 @@ export class PgVfs implements Vfs {
     if (!h) return;
     this.handles.delete(fh);
     const node = h.node;
+    if (h.state.retired) {
+      if (--h.state.handles === 0) h.state.content.close();
+      return;
+    }
     if (!node.open) return;
     node.open.handles--;
     if (node.open.handles === 0) {
@@ -846,7 +920,8 @@ export class PgVfs implements Vfs {
   }
 
   async fsync(_ino: bigint, fh: bigint): Promise<void> {
-    const { node } = this.openFile(fh);
+    const { node, state } = this.openFile(fh);
+    if (state.retired) return;
     this.noticeWrites(node);
     const id = node.open?.dirty ? this.commit(node, true) : null;
     // Nothing new: the version recorded at an earlier close may still be only in the page cache.
@@ -953,7 +1028,8 @@ export class PgVfs implements Vfs {
 
   /** Records every open file's pending changes (unmount). */
   commitAll() {
-    for (const { node } of this.handles.values()) {
+    for (const { node, state } of this.handles.values()) {
+      if (state.retired) continue;
       this.noticeWrites(node);
       this.commit(node, true);
     }

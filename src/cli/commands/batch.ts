@@ -5,6 +5,7 @@ import { BatchSyntaxError, parseBatch } from "../../batch/parse.ts";
 import { PgfilesError } from "../../errors.ts";
 import { keyToPath } from "../../keys.ts";
 import { storedVersions } from "../../store/store.ts";
+import { tellMounts } from "../notify.ts";
 import { out, reportOffline, withContext } from "../run.ts";
 
 export function registerBatch(program: Command) {
@@ -40,6 +41,7 @@ export function registerBatch(program: Command) {
           throw e;
         }
         const { offline } = sql ? await ctx.deliver({ progress: true }) : { offline: ctx.offlineReason };
+        await tellMounts([...new Set(recorded.map((r) => r.key))]);
         const stored = offline || !sql ? new Map() : await storedVersions(sql, recorded.map((r) => r.id));
         const held = recorded.map((r) => ctx.journal.pendingById(r.id)).find((p) => p?.held_reason);
         const results = recorded.map((r) => ({

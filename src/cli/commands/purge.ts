@@ -4,6 +4,7 @@ import { PgfilesError } from "../../errors.ts";
 import { dirKey, fileKey } from "../../keys.ts";
 import { countPrefix, purgeKey, purgePrefix } from "../../store/store.ts";
 import type { Context } from "../context.ts";
+import { tellMounts } from "../notify.ts";
 import { out, withContext } from "../run.ts";
 
 async function confirm(question: string, yes: boolean | undefined, what: string) {
@@ -59,6 +60,7 @@ export function registerPurge(program: Command) {
           return { ids, local };
         });
         ctx.journal.dropCached(ids);
+        await tellMounts([key]);
         if (ids.length === 0 && local === 0) throw new PgfilesError(`${path} has no versions; nothing was deleted.`, { errno: "ENOENT" });
         out(`Purged ${path}: ${ids.length} version${ids.length === 1 ? "" : "s"} deleted from PostgreSQL${local ? `, ${local} pending in the journal dropped` : ""}.`);
       });
@@ -94,6 +96,7 @@ export function registerPurge(program: Command) {
           });
           return { deleted, local };
         });
+        await tellMounts([sub]);
         out(`Purged ${JSON.stringify(sub)}: ${deleted} version${deleted === 1 ? "" : "s"} deleted from PostgreSQL${local ? `, ${local} pending in the journal dropped` : ""}.`);
       });
     });

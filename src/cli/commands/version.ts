@@ -4,6 +4,7 @@ import { PgfilesError } from "../../errors.ts";
 import { fileKey } from "../../keys.ts";
 import { parseMeta } from "../../meta.ts";
 import { storedVersions, versions } from "../../store/store.ts";
+import { tellMounts } from "../notify.ts";
 import { out, reportOffline, table, withContext } from "../run.ts";
 
 interface VersionRow {
@@ -84,6 +85,7 @@ export function registerVersion(program: Command) {
           throw e;
         });
         const { offline } = await ctx.deliver();
+        await tellMounts([rec.key]);
         if (offline || !sql) {
           out(`Queued the restore of ${path} to version ${version} in the local journal.`);
           reportOffline(offline ?? ctx.offlineReason, ctx.journal.stats().pending, ctx.journal.dir);
