@@ -37,7 +37,15 @@ export function buildProgram(): Command {
   return program;
 }
 
+function isBrokenPipe(e: unknown): boolean {
+  return (e as NodeJS.ErrnoException)?.code === "EPIPE";
+}
+
 export async function main(argv: string[]): Promise<number> {
+  // A closed stdout is reported asynchronously too: leave quietly, non-zero, like other Unix tools.
+  process.stdout.on("error", (e) => {
+    if (isBrokenPipe(e)) process.exit(141);
+  });
   const program = buildProgram();
   setInvocation(argv);
   try {
@@ -63,7 +71,12 @@ export async function main(argv: string[]): Promise<number> {
       say(e.message);
       return 1;
     }
-    say(`unexpected error: ${(e as Error)?.stack ?? String(e)}`);
+    // A reader that went away (`pgfiles status | head -1`): nothing more to say to it.
+    if (isBrokenPipe(e)) return 141;
+    // One sentence; the stack only when asked for (PGFILES_LOG_LEVEL=debug).
+    const message = e instanceof Error ? e.message.split("\n")[0] : String(e);
+    say(`unexpected error: ${message}${/[.!?]$/.test(message) ? "" : "."}`);
+    if (process.env.PGFILES_LOG_LEVEL === "debug" && e instanceof Error && e.stack) process.stderr.write(`${scrubPasswords(e.stack, dsns)}\n`);
     return 1;
   }
 }

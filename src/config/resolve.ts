@@ -1,6 +1,6 @@
 // Resolves settings: CLI argument > environment variable > config file > default.
 
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { homedir } from "node:os";
 import { isAbsolute, join, resolve as resolvePath } from "node:path";
 import { parseDocument, isMap, isScalar } from "yaml";
@@ -71,6 +71,8 @@ export class ConfigError extends Error {
 
 type Env = Record<string, string | undefined>;
 
+const MAX_CONFIG_FILE_BYTES = 1024 * 1024;
+
 const DEFAULTS: Partial<Record<keyof Config, string>> = {
   poolSize: "10",
   prefix: "",
@@ -110,8 +112,13 @@ function normalizeName(s: string): string {
 function readConfigFile(file: string): { found: boolean; values: Partial<Record<keyof Config, string>> } {
   let text: string;
   try {
+    // Settings fit in a few KiB: refuse a huge file before reading it.
+    if (statSync(file).size > MAX_CONFIG_FILE_BYTES) {
+      throw new ConfigError(`The config file ${file} is larger than ${MAX_CONFIG_FILE_BYTES / 1048576} MiB; it should hold only a few settings.`);
+    }
     text = readFileSync(file, "utf8");
   } catch (e) {
+    if (e instanceof ConfigError) throw e;
     const code = (e as NodeJS.ErrnoException).code;
     if (code === "ENOENT" || code === "ENOTDIR") return { found: false, values: {} };
     throw new ConfigError(`The config file ${file} cannot be read (${code ?? (e as Error).message}).`);
@@ -128,7 +135,13 @@ function readConfigFile(file: string): { found: boolean; values: Partial<Record<
   if (!isMap(doc.contents)) {
     throw new ConfigError(`The config file ${file} must be a mapping of settings such as "pool_size: 10", not a ${Array.isArray(doc.toJS()) ? "list" : "single value"}.`);
   }
-  const data = doc.toJS() as Record<string, unknown>;
+  let data: Record<string, unknown>;
+  try {
+    // Aliases expand into copies: a few nested ones ("billion laughs") would take all memory.
+    data = doc.toJS({ maxAliasCount: 100 }) as Record<string, unknown>;
+  } catch (e) {
+    throw new ConfigError(`The config file ${file} cannot be read as settings: ${(e as Error).message.split("\n")[0].replace(/\.$/, "")}.`);
+  }
   for (const [key, value] of Object.entries(data)) {
     const setting = SETTINGS.find((s) => s.yaml === key);
     if (!setting) {

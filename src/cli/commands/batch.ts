@@ -2,6 +2,7 @@ import type { Command } from "commander";
 import fs from "node:fs";
 import { applyBatchOps } from "../../batch/apply.ts";
 import { BatchSyntaxError, parseBatch } from "../../batch/parse.ts";
+import { BatchInputError, readBatch } from "../../batch/read.ts";
 import { PgfilesError } from "../../errors.ts";
 import { keyToPath } from "../../keys.ts";
 import { storedVersions } from "../../store/store.ts";
@@ -17,15 +18,9 @@ export function registerBatch(program: Command) {
     .action(async (opts: { file?: string; json?: boolean }, cmd: Command) => {
       await withContext(cmd, async (ctx) => {
         ctx.requireWritable("batch");
-        let input: string;
-        try {
-          input = opts.file ? fs.readFileSync(opts.file, "utf8") : fs.readFileSync(0, "utf8");
-        } catch (e) {
-          throw new PgfilesError(`Cannot read the batch from ${opts.file ?? "stdin"}: ${(e as Error).message}.`, { exitCode: 2 });
-        }
         let ops;
         try {
-          ops = parseBatch(input);
+          ops = parseBatch(readBatchFrom(opts.file));
         } catch (e) {
           if (e instanceof BatchSyntaxError) throw new PgfilesError(`The batch was rejected, nothing was applied: ${e.message}`, { exitCode: 2, errno: "EINVAL" });
           throw e;
@@ -64,4 +59,19 @@ export function registerBatch(program: Command) {
         }
       });
     });
+}
+
+/** The batch's text from a file or stdin; a line too long, a batch too large or bad UTF-8 is a BatchSyntaxError. */
+function readBatchFrom(file: string | undefined): string {
+  let fd = 0;
+  try {
+    if (file !== undefined) fd = fs.openSync(file, "r");
+    return readBatch(fd);
+  } catch (e) {
+    if (e instanceof BatchSyntaxError) throw e;
+    if (e instanceof BatchInputError) throw new PgfilesError(`The batch was rejected, nothing was applied: ${e.message}`, { exitCode: 2, errno: "EINVAL" });
+    throw new PgfilesError(`Cannot read the batch from ${file ?? "stdin"}: ${(e as Error).message}.`, { exitCode: 2 });
+  } finally {
+    if (fd !== 0) fs.closeSync(fd);
+  }
 }
