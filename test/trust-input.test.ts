@@ -113,3 +113,72 @@ describe("settings and output", () => {
     expect(out2).toMatch(/^rc=141\n$/);
   }, 60_000);
 });
+
+describe("the NFS server under a connection flood", () => {
+  const NFS_PROGRAM = 100003;
+
+  async function serveNfs(env: Record<string, string | undefined>) {
+    const child = Bun.spawn({ cmd: [...cliCommand(), "serve-nfs", "--json"], env: env as Record<string, string>, stdout: "pipe", stderr: "pipe" });
+    const reader = (child.stdout as ReadableStream<Uint8Array>).getReader();
+    let text = "";
+    const deadline = Date.now() + 20_000;
+    while (!text.includes("\n")) {
+      if (Date.now() > deadline) throw new Error("serve-nfs did not say where it serves within 20 s");
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`serve-nfs exited: ${await new Response(child.stderr as ReadableStream).text()}`);
+      text += new TextDecoder().decode(value);
+    }
+    return { child, info: JSON.parse(text.split("\n")[0]) as { port: number; pid: number } };
+  }
+
+  const rssKiB = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]);
+
+  test("400 connections from a flooder: at most 64 stay open, the owner's client keeps working, memory stays flat, idle ones are closed", async () => {
+    const { connectRaw } = await import("./harness/nfs-raw.ts");
+    const net = await import("node:net");
+    const env = cleanEnv({ PGFILES_DSN: pg.dsn, PGFILES_PREFIX: "flood/", PGFILES_NFS_IDLE_MS: "3000" });
+    const { child, info } = await serveNfs(env);
+    const flood: import("node:net").Socket[] = [];
+    try {
+      const uid = process.getuid?.() ?? 0;
+      const owner = await connectRaw(info.port, { flavor: "sys", uid, gid: 0 });
+      expect((await owner.call(NFS_PROGRAM, 3, 0)).kind).toBe("success");
+      const before = rssKiB(info.pid);
+      // The flooder: 400 connections that never send a call (bounded; each waits for its connect).
+      let closedByServer = 0;
+      for (let i = 0; i < 400; i++) {
+        const s = net.connect({ host: "127.0.0.1", port: info.port });
+        s.on("error", () => {});
+        s.on("close", () => closedByServer++);
+        flood.push(s);
+        await new Promise<void>((resolve) => {
+          s.once("connect", () => resolve());
+          s.once("close", () => resolve());
+        });
+      }
+      await Bun.sleep(300);
+      const open = flood.filter((s) => !s.destroyed && s.readyState === "open").length;
+      expect(open).toBeLessThanOrEqual(64);
+      expect(closedByServer).toBeGreaterThanOrEqual(400 - 64);
+      // The owner's connection, which made a call, was not the one to go.
+      expect(owner.isClosed()).toBe(false);
+      expect((await owner.call(NFS_PROGRAM, 3, 0)).kind).toBe("success");
+      expect(rssKiB(info.pid) - before).toBeLessThan(100 * 1024);
+      // Connections that never made a call are closed after a short time.
+      const deadline = Date.now() + 10_000;
+      while (flood.some((s) => !s.destroyed && s.readyState === "open") && Date.now() < deadline) await Bun.sleep(100);
+      expect(flood.filter((s) => !s.destroyed && s.readyState === "open").length).toBe(0);
+      // A new client still gets in and is served.
+      const late = await connectRaw(info.port, { flavor: "sys", uid, gid: 0 });
+      expect((await late.call(NFS_PROGRAM, 3, 0)).kind).toBe("success");
+      late.close();
+      // An idle connection (the owner's, which made calls) is closed after PGFILES_NFS_IDLE_MS.
+      await Promise.race([owner.closed, Bun.sleep(8_000)]);
+      expect(owner.isClosed()).toBe(true);
+    } finally {
+      for (const s of flood) s.destroy();
+      child.kill("SIGTERM");
+      await child.exited;
+    }
+  }, 90_000);
+});

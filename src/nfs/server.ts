@@ -129,6 +129,20 @@ export const NFS_TRANSFER_BYTES = RTMAX;
 
 /** Calls one connection may have in flight (running, or their reply not yet written); past this the socket is not read. */
 export const MAX_IN_FLIGHT = 64;
+/** Open connections at most. A client uses one or two; at the cap, a new connection closes the one idle
+ * longest (with no call in flight), so a local process that opens connections in a loop cannot lock the
+ * owner's client out or grow the daemon without bound. */
+export const MAX_CONNECTIONS = 64;
+/** A connection without a call for this long is closed (clients reconnect on their own). */
+export const IDLE_CONNECTION_MS = 5 * 60_000;
+/** A connection that has not sent one complete call within this time is closed. */
+export const FIRST_CALL_MS = 10_000;
+
+/** Test knobs: PGFILES_NFS_MAX_CONNECTIONS, PGFILES_NFS_IDLE_MS (documented in docs/macos.md). */
+function envNumber(name: string, fallback: number): number {
+  const v = Number(process.env[name]);
+  return Number.isInteger(v) && v > 0 ? v : fallback;
+}
 /** Reply bytes one connection's send queue may hold before its socket is no longer read (a peer that does not read). */
 export const MAX_QUEUED_REPLY_BYTES = 8 * 1024 * 1024;
 /** Replies up to this size are copied out of their writer, so a queued small reply does not pin a larger buffer. */
@@ -154,6 +168,40 @@ export async function startNfsServer(o: NfsServerOptions): Promise<NfsServer> {
   let mounted = false;
   const sockets = new Set<net.Socket>();
   const running = new Set<Promise<unknown>>();
+  const maxConnections = envNumber("PGFILES_NFS_MAX_CONNECTIONS", MAX_CONNECTIONS);
+  const idleMs = envNumber("PGFILES_NFS_IDLE_MS", IDLE_CONNECTION_MS);
+  const firstCallMs = Math.min(FIRST_CALL_MS, idleMs);
+  /** Per connection: when it last did something, whether a call ever came, calls in flight. */
+  const activity = new Map<net.Socket, { last: number; called: boolean; inFlight: () => number }>();
+  const reaper = setInterval(() => {
+    const now = Date.now();
+    for (const [sock, a] of activity) {
+      if (a.inFlight() > 0) continue;
+      if (now - a.last > (a.called ? idleMs : firstCallMs)) {
+        log.debug({ called: a.called }, "nfs: closing an idle connection");
+        sock.destroy();
+      }
+    }
+  }, Math.max(50, Math.min(idleMs, firstCallMs) / 4));
+  reaper.unref?.();
+  /** At the cap: the connection idle longest (never-called ones first) makes room, if one has nothing in flight. */
+  function makeRoom(): boolean {
+    let victim: net.Socket | null = null;
+    let score = Infinity;
+    for (const [sock, a] of activity) {
+      if (a.inFlight() > 0) continue;
+      const s = a.called ? a.last : a.last - 1e12;
+      if (s < score) {
+        score = s;
+        victim = sock;
+      }
+    }
+    if (!victim) return false;
+    victim.destroy();
+    activity.delete(victim);
+    sockets.delete(victim);
+    return true;
+  }
 
   /** Who is calling, or the reply that refuses the call. */
   function authenticate(call: Rpc.RpcCall): { who: Caller & { gids: number[] }; allowed: boolean } | { deny: number } {
@@ -292,6 +340,11 @@ export async function startNfsServer(o: NfsServerOptions): Promise<NfsServer> {
   }
 
   function serveConnection(socket: net.Socket) {
+    if (sockets.size >= maxConnections && !makeRoom()) {
+      log.warn({ connections: sockets.size }, "nfs: too many connections, all busy; refusing one");
+      socket.destroy();
+      return;
+    }
     sockets.add(socket);
     socket.setNoDelay(true);
     const decoder = recordDecoder(DEFAULT_MAX_RECORD);
@@ -301,6 +354,8 @@ export async function startNfsServer(o: NfsServerOptions): Promise<NfsServer> {
     let inFlight = 0;
     let paused = false;
     const full = () => inFlight >= MAX_IN_FLIGHT || socket.writableLength > MAX_QUEUED_REPLY_BYTES;
+    const act = { last: Date.now(), called: false, inFlight: () => inFlight };
+    activity.set(socket, act);
     /** Starts what may start, and reads the socket only while nothing waits and nothing is full. */
     const pump = () => {
       if (socket.destroyed) return;
@@ -316,10 +371,13 @@ export async function startNfsServer(o: NfsServerOptions): Promise<NfsServer> {
     };
     const finish = () => {
       inFlight--;
+      act.last = Date.now();
       pump();
     };
     const start = (record: Buffer) => {
       inFlight++;
+      act.called = true;
+      act.last = Date.now();
       const p = answer(record).then(
         (reply) => {
           if (!reply || socket.destroyed) return finish();
@@ -353,6 +411,7 @@ export async function startNfsServer(o: NfsServerOptions): Promise<NfsServer> {
     socket.on("error", (e) => log.debug({ err: e.message }, "nfs: connection error"));
     socket.on("close", () => {
       sockets.delete(socket);
+      activity.delete(socket);
       waiting.length = 0;
     });
   }
@@ -382,6 +441,7 @@ export async function startNfsServer(o: NfsServerOptions): Promise<NfsServer> {
     },
     close() {
       closing ??= (async () => {
+        clearInterval(reaper);
         await new Promise<void>((resolve) => {
           server.close(() => resolve());
           for (const s of sockets) s.destroy();
