@@ -39,8 +39,39 @@ export interface DaemonOptions {
 
 export interface UnmountResult {
   flushed: number;
+  /** Versions left in the journal (held ones included). */
   pending: number;
   offline: string | null;
+  /** Versions Postgres refused, left held in the journal, and its reasons. */
+  held?: number;
+  heldReasons?: string[];
+}
+
+/** How long held versions wait before their next try: doubling from the first to the last. */
+const HELD_RETRY_MS = { first: 2_000, max: 60_000 };
+
+/** Puts held versions back into the flow now and then (capped backoff), and at once when asked. */
+function heldRetrier(journal: Journal, poke: () => void) {
+  let wait = HELD_RETRY_MS.first;
+  let next = Date.now() + wait;
+  const release = () => {
+    if (journal.releaseHeld() > 0) poke();
+  };
+  const timer = setInterval(() => {
+    if (journal.pendingCounts().held === 0) {
+      wait = HELD_RETRY_MS.first;
+      next = Date.now() + wait;
+      return;
+    }
+    if (Date.now() < next) return;
+    release();
+    wait = Math.min(HELD_RETRY_MS.max, wait * 2);
+    next = Date.now() + wait;
+  }, 500);
+  return {
+    now: release,
+    stop: () => clearInterval(timer),
+  };
 }
 
 /** Runs until unmounted (by `pgfiles unmount`, a signal, or umount). */
@@ -127,6 +158,8 @@ export async function runDaemon(o: DaemonOptions): Promise<UnmountResult> {
       online = true;
       if (flusher.state === "offline") {
         flusher.state = "online";
+        // Back: whatever Postgres refused before may go through now (a grant restored with the server).
+        retryHeld.now();
         // Back: drain now rather than at the end of the flusher's backoff (up to 30 s).
         background?.poke();
       }
@@ -134,6 +167,10 @@ export async function runDaemon(o: DaemonOptions): Promise<UnmountResult> {
       online = false;
     }
   }, 3000);
+
+  // Held versions (Postgres refused them: a revoked grant, a constraint) go back into the flow with capped
+  // backoff, so that fixing the cause delivers them without anyone running a command.
+  const retryHeld = heldRetrier(journal, () => background?.poke());
 
   // Flush four times a second rather than after every close: one Postgres
   // transaction per close (13,917 in the agent workload) cost 40% of the thread
@@ -167,6 +204,7 @@ export async function runDaemon(o: DaemonOptions): Promise<UnmountResult> {
     shuttingDown ??= (async () => {
       log.info("unmounting");
       clearInterval(probe);
+      retryHeld.stop();
       clearInterval(sampler);
       await follower.stop();
       await background?.stop();
@@ -174,6 +212,8 @@ export async function runDaemon(o: DaemonOptions): Promise<UnmountResult> {
       // Unmount first: after this no new writes can arrive.
       await frontend.unmount();
       await frontend.stop();
+      // One last try for what Postgres refused before: its cause may be fixed by now.
+      journal.releaseHeld();
       const deadline = Date.now() + (wait ? Number.MAX_SAFE_INTEGER : (o.drainTimeoutMs ?? 30_000));
       let flushed = 0;
       let offline: string | null = null;
@@ -192,12 +232,13 @@ export async function runDaemon(o: DaemonOptions): Promise<UnmountResult> {
         }
       }
       const pending = journal.stats().pending;
+      const heldRows = journal.heldRows();
       record.state = "stopped";
       if (mp) removeRecord(mp);
       control?.close();
       await sql.end({ timeout: 5 });
       journal.close();
-      return { flushed, pending, offline };
+      return { flushed, pending, offline, held: heldRows.length, heldReasons: [...new Set(heldRows.map((r) => r.held_reason ?? "refused"))] };
     })();
     void shuttingDown.then(finished);
     return shuttingDown;

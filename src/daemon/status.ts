@@ -39,9 +39,10 @@ export function journalStatus(
   };
 }
 
-/** 0 everything is in Postgres, 4 versions are pending, 3 Postgres is unreachable. */
+/** 0 everything is in Postgres, 4 versions are pending, 3 Postgres is unreachable, 5 Postgres refused
+ * versions that stay held in the journal (their reasons are in the status). */
 export function statusExitCode(s: Status): number {
-  return !s.postgres.online ? 3 : s.pending.versions > 0 ? 4 : 0;
+  return !s.postgres.online ? 3 : s.pending.held.length > 0 ? 5 : s.pending.versions > 0 ? 4 : 0;
 }
 
 /** Samples of the flushed counters, one per second for the last minute: the flush rate `status` shows. */

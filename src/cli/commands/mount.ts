@@ -227,13 +227,26 @@ function canonicalMountpointOf(p: string): string {
   }
 }
 
-/** What an unmount (or the end of serve-nfs: mountpoint null) left behind. */
+/** What an unmount (or the end of serve-nfs: mountpoint null) left behind. Exits 0 only when everything
+ * is in Postgres: 3 when versions stay because Postgres is unreachable, 5 when it refused some (held),
+ * 4 when some stay for another reason (another process holds the flush lease). */
 function report(mountpoint: string | null, r: UnmountResult) {
   const what = mountpoint ? `Unmounted ${mountpoint}` : "Stopped the NFS server";
-  if (r.pending > 0) {
-    out(`${what}. ${r.offline ?? "PostgreSQL is unreachable."} ${r.pending} version${r.pending === 1 ? "" : "s"} stay queued in the local journal; the next mount or pgfiles command with this prefix delivers them.`);
-  } else {
+  const n = (k: number) => `${k} version${k === 1 ? "" : "s"}`;
+  if (r.pending === 0) {
     out(`${what}; everything is in PostgreSQL${r.flushed ? ` (${r.flushed} versions flushed)` : ""}.`);
+    return;
+  }
+  const next = "the next mount or pgfiles command with this prefix delivers them";
+  if (r.offline) {
+    out(`${what}. ${r.offline} ${n(r.pending)} ${r.pending === 1 ? "stays" : "stay"} queued in the local journal; ${next}.`);
+    process.exitCode = 3;
+  } else if (r.held) {
+    out(`${what}. PostgreSQL refused ${n(r.held)}: ${(r.heldReasons ?? []).join("; ")} ${n(r.pending)} ${r.pending === 1 ? "stays" : "stay"} in the local journal (\`pgfiles status\` lists them); once the cause is fixed, ${next}.`);
+    process.exitCode = 5;
+  } else {
+    out(`${what}. ${n(r.pending)} ${r.pending === 1 ? "stays" : "stay"} queued in the local journal (another pgfiles process is flushing it); ${next}.`);
+    process.exitCode = 4;
   }
 }
 

@@ -9,7 +9,7 @@ import { out, withContext } from "../run.ts";
 export function registerStatus(program: Command) {
   program
     .command("status")
-    .description("Postgres online/offline, pending versions, cache (exit 0 clean, 4 pending, 3 offline)")
+    .description("Postgres online/offline, pending versions, cache (exit 0 clean, 4 pending, 5 held: Postgres refused versions, 3 offline)")
     .option("--json", "machine-readable output")
     .action(async (opts: { json?: boolean }, cmd: Command) => {
       await withContext(cmd, async (ctx) => {
@@ -39,7 +39,8 @@ function print(s: Status, json: boolean) {
   }
   out(`mount:    ${s.mount ?? "none"}`);
   out(`prefix:   ${JSON.stringify(s.prefix)}`);
-  out(`postgres: ${s.postgres.server} ${s.postgres.online ? "online" : `OFFLINE (${s.postgres.reason})`}`);
+  const last = s.postgres.reason ? `online, but the last flush failed: ${s.postgres.reason}` : "online";
+  out(`postgres: ${s.postgres.server} ${s.postgres.online ? last : `OFFLINE (${s.postgres.reason ?? "no answer"})`}`);
   out(`pending:  ${s.pending.versions} versions, ${formatSize(s.pending.bytes)}${s.pending.oldestAgeMs !== null ? `, oldest ${formatDuration(s.pending.oldestAgeMs)} ago` : ""}`);
   for (const h of s.pending.held) out(`held:     ${h.key}: ${h.reason}`);
   out(`cache:    ${formatSize(s.cache.bytes)} of ${formatSize(s.cache.maxBytes)}, hit rate ${s.cache.hitRate === null ? "n/a" : `${(s.cache.hitRate * 100).toFixed(1)}%`}`);
