@@ -96,3 +96,43 @@ describe.skipIf(!canMount)("refused versions on a mount", () => {
     void cleanEnv;
   }, 60_000);
 });
+
+describe("a schema damaged under a running system", () => {
+  test("init recreates a dropped head table and trigger (heads rebuilt from the stored versions), where it used to say nothing changed", async () => {
+    const env = cleanEnv({ PGFILES_DSN: fx.pg.dsn, PGFILES_PREFIX: "damaged/" });
+    await ok(["batch"], env, "put a.txt one\nput a.txt two\nput b.txt x\ndelete b.txt\n");
+    fx.pg.psql("DROP TRIGGER pgfiles_notify ON pgfiles; DROP TABLE pgfiles_head CASCADE");
+    const r = await ok(["init"], env);
+    expect(r.stdout).toContain("Recreated what was missing");
+    expect(r.stdout).toContain("table pgfiles_head");
+    expect(r.stdout).toContain("trigger pgfiles_notify");
+    expect(fx.pg.psql("SELECT key || ':' || version || ':' || deleted FROM pgfiles_head WHERE key LIKE 'damaged/%' ORDER BY key")).toBe("damaged/a.txt:2:false\ndamaged/b.txt:2:true");
+    const v = await ok(["version", "a.txt"], env);
+    expect(v.stdout).toMatch(/\b2\b/);
+    // Whole again: a second init changes nothing, and writes get the next version.
+    expect((await ok(["init"], env)).stdout).toContain("nothing changed");
+    await ok(["batch"], env, "put a.txt three\n");
+    expect(fx.pg.psql("SELECT version FROM pgfiles_head WHERE key = 'damaged/a.txt'")).toBe("3");
+  }, 60_000);
+
+  test.skipIf(!canMount)("a table dropped while mounted: versions stay in the journal, status says the schema is missing, init recreates it and they arrive", async () => {
+    const m = await fx.mount("dropped/");
+    fx.pg.psql("DROP TABLE pgfiles CASCADE");
+    try {
+      fs.writeFileSync(m.p("after.txt"), "written after the drop");
+      let st = await run(["status"], { ...m.env, PWD: m.dir }, undefined, m.dir);
+      await until("status to say the schema is missing", async () => {
+        st = await run(["status"], { ...m.env, PWD: m.dir }, undefined, m.dir);
+        return st.stdout.includes("schema is missing");
+      });
+      expect(st.code).toBe(4);
+      expect(st.stdout).toContain("pending:  1 versions");
+    } finally {
+      const r = await ok(["init"], cleanEnv({ PGFILES_DSN: fx.pg.dsn }));
+      expect(r.stdout).toContain("table pgfiles");
+    }
+    await until("the version to arrive", () => rows("dropped/after.txt") === "1", 45_000);
+    expect(fx.pg.psql("SELECT convert_from(data, 'UTF8') FROM pgfiles WHERE key = 'dropped/after.txt'")).toBe("written after the drop");
+    await fx.unmount(m);
+  }, 90_000);
+});

@@ -77,6 +77,12 @@ export function isSchemaMissing(e: unknown): boolean {
   return err?.code === "42P01" || err?.code === "42883"; // undefined table / function
 }
 
+/** The store cannot answer now: unreachable, or its schema was dropped under a mount. A mount serves
+ * from the journal and cache then, as when offline, and its versions wait in the journal for `init`. */
+export function isStoreUnavailable(e: unknown): boolean {
+  return isTransient(e) || isSchemaMissing(e);
+}
+
 /** Turns a driver error into one sentence for the person. */
 export function describe(e: unknown, dsnHost: string): PgfilesError {
   if (e instanceof PgfilesError) return e;

@@ -12,7 +12,33 @@ export interface StoredVersion {
   length: number;
 }
 
-export type InitResult = { changed: false; version: number } | { changed: true; from: number | null; to: number };
+export type InitResult =
+  | { changed: false; version: number }
+  | { changed: true; from: number | null; to: number; recreated: string[]; headsRebuilt: number };
+
+/** Every object `init` makes, with the test that it is there (in the DSN's search_path). */
+const SCHEMA_PARTS: [name: string, present: string][] = [
+  ["table pgfiles", "to_regclass('pgfiles') IS NOT NULL"],
+  ["table pgfiles_head", "to_regclass('pgfiles_head') IS NOT NULL"],
+  ["table pgfiles_schema", "to_regclass('pgfiles_schema') IS NOT NULL"],
+  ["index pgfiles_key_version", "to_regclass('pgfiles_key_version') IS NOT NULL"],
+  ["index pgfiles_head_live", "to_regclass('pgfiles_head_live') IS NOT NULL"],
+  ["index pgfiles_head_seq", "to_regclass('pgfiles_head_seq') IS NOT NULL"],
+  ["sequence pgfiles_change_seq", "to_regclass('pgfiles_change_seq') IS NOT NULL"],
+  ...["pgfiles_before_insert", "pgfiles_refresh_head", "pgfiles_notify", "pgfiles_after_delete"].map(
+    (f): [string, string] => [`function ${f}`, `to_regproc('${f}') IS NOT NULL`],
+  ),
+  ...["pgfiles_before_insert", "pgfiles_after_delete", "pgfiles_notify"].map(
+    (t): [string, string] => [`trigger ${t}`, `EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = '${t}' AND tgrelid = to_regclass('pgfiles'))`],
+  ),
+];
+
+/** The parts of the schema that are missing (dropped by hand, or never made). */
+export async function missingSchemaParts(sql: Sql): Promise<string[]> {
+  const tests = SCHEMA_PARTS.map(([name, present]) => `CASE WHEN ${present} THEN NULL ELSE '${name}' END`).join(", ");
+  const [r] = await sql.unsafe(`SELECT array_remove(ARRAY[${tests}]::text[], NULL) AS missing`);
+  return r.missing as string[];
+}
 
 /** The schema version installed in the database, or null when there is none. */
 export async function installedSchemaVersion(sql: Sql): Promise<number | null> {
@@ -27,9 +53,25 @@ export async function initSchema(sql: Sql): Promise<InitResult> {
     // Serialise concurrent `pgfiles init` runs (transaction-scoped: PgBouncer-safe).
     await tx`SELECT pg_advisory_xact_lock(hashtext('pgfiles init'))`;
     const from = await installedSchemaVersion(tx as unknown as Sql);
-    if (from !== null && from >= SCHEMA_VERSION) return { changed: false as const, version: from };
+    const missing = await missingSchemaParts(tx as unknown as Sql);
+    if (from !== null && from >= SCHEMA_VERSION && missing.length === 0) return { changed: false as const, version: from };
+    // Every statement is idempotent: what is there stays, what is missing is made.
     await tx.unsafe(schemaSql());
-    return { changed: true as const, from, to: SCHEMA_VERSION };
+    let headsRebuilt = 0;
+    if (missing.includes("table pgfiles_head") && !missing.includes("table pgfiles")) {
+      // The head table was dropped under stored versions: one head row per key, from its newest version.
+      const rows = await tx.unsafe(`INSERT INTO pgfiles_head (key, id, version, deleted, seq)
+        SELECT DISTINCT ON (key COLLATE "C") key, id, (meta->>'version')::bigint,
+               COALESCE((meta->>'deleted')::boolean, false), nextval('pgfiles_change_seq')
+          FROM pgfiles
+         ORDER BY key COLLATE "C", (meta->>'version')::bigint DESC
+        ON CONFLICT (key) DO NOTHING`);
+      headsRebuilt = rows.count;
+    } else if (missing.includes("table pgfiles") && !missing.includes("table pgfiles_head")) {
+      // The table of versions was dropped: its head rows point at nothing now.
+      await tx.unsafe("DELETE FROM pgfiles_head");
+    }
+    return { changed: true as const, from, to: SCHEMA_VERSION, recreated: from === null && missing.includes("table pgfiles") ? [] : missing, headsRebuilt };
   });
 }
 

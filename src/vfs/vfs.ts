@@ -9,7 +9,7 @@ import { fsyncDir, fsyncPath, INLINE_MAX, type StagedBody } from "../journal/bod
 import { isDiskFull, type Journal, type NewVersion } from "../journal/journal.ts";
 import { KeyError, validateSegment } from "../keys.ts";
 import { contentTypeFor, MAX_FILE_SIZE, nowNs, type Meta, parseMeta, stampFromNs, tombstoneMeta } from "../meta.ts";
-import { isTransient, type Sql } from "../store/connect.ts";
+import { isStoreUnavailable, type Sql } from "../store/connect.ts";
 import { latest, listChildren } from "../store/store.ts";
 import { localBody } from "./bodies.ts";
 import { Content } from "./content.ts";
@@ -77,7 +77,7 @@ export class PgVfs implements Vfs {
           const v = await latest(sql, key);
           if (v) found = { id: v.id, meta: parseMeta(v.meta) };
         } catch (e) {
-          if (!isTransient(e)) throw e;
+          if (!isStoreUnavailable(e)) throw e;
         }
       }
     }
@@ -239,7 +239,7 @@ export class PgVfs implements Vfs {
         }
         fresh = this.j.flushGeneration === generation;
       } catch (e) {
-        if (!isTransient(e)) throw e;
+        if (!isStoreUnavailable(e)) throw e;
         break;
       }
     }

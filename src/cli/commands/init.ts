@@ -24,7 +24,10 @@ export function registerInit(program: Command) {
         } catch (e) {
           throw describe(e, host);
         }
-        if (r.changed) {
+        if (r.changed && r.recreated.length > 0) {
+          const heads = r.headsRebuilt ? `; ${r.headsRebuilt} head row${r.headsRebuilt === 1 ? "" : "s"} rebuilt from the stored versions` : "";
+          out(`Recreated what was missing from the pgfiles schema in ${host}: ${r.recreated.join(", ")}${heads}.`);
+        } else if (r.changed) {
           out(`Created the pgfiles schema (version ${r.to}) in ${host}${r.from ? `, upgraded from version ${r.from}` : ""}.`);
         } else {
           out(`The pgfiles schema in ${host} is already at version ${r.version}; nothing changed.`);
