@@ -232,6 +232,15 @@ export class Content {
     return true;
   }
 
+  /** Undoes handOver when the version could not be recorded after all (a full disk): the file is our
+   * private staging file again, removed at the last close, so it never lingers unreferenced in blobs/. */
+  takeBack() {
+    if (!this.sharedFlag || this.fd < 0 || this.filePath === this.stagingPath) return;
+    fs.renameSync(this.filePath, this.stagingPath);
+    this.filePath = this.stagingPath;
+    this.sharedFlag = false;
+  }
+
   /** Writes the whole content to a new file `dest`, reading through our own descriptor (the path of a shared
    * body may be gone: the journal evicts or removes its files while we hold them open). */
   copyTo(dest: string) {

@@ -25,6 +25,9 @@ export interface OpenFile {
    * kernel writes it without telling us, so changes are noticed by its size and times (`seen`). */
   passthrough: boolean;
   seen: FileStamp | null;
+  /** The size of the node's last recorded version: what it shows again when this state ends with changes
+   * that could not be recorded (a close that failed with ENOSPC). */
+  recordedSize: number;
   /** Another writer's version replaced the node's content while this state was open (read-only): its
    * descriptors keep reading what they opened, and the next open makes a new state with the new version. */
   retired?: boolean;

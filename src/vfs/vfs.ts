@@ -390,7 +390,17 @@ export class PgVfs implements Vfs {
     return { id, key, op: "put", meta: this.meta(node), ...(node.kind === "file" ? { body: { inline: new Uint8Array(0), size: 0, etag: EMPTY_SHA } } : {}) };
   }
 
-  /** Turns the staging file into a version (close, fsync). */
+  /** A body file made for a version that was not recorded: a staging file handed over goes back to being
+   * the open file's private staging (removed at its last close); a copy is removed now. */
+  private dropUnrecordedBody(content: Content, dest: string, handedOver: boolean) {
+    try {
+      if (handedOver) content.takeBack();
+      else fs.rmSync(dest, { force: true });
+    } catch (e) {
+      this.o.log?.warn({ err: (e as Error).message }, "could not remove the body of a version that was not recorded");
+    }
+  }
+
   /** Records the open file's content as a version if it changed; returns the version's id (null: nothing). */
   private commit(node: Node, durable: boolean): string | null {
     const open = node.open;
@@ -400,6 +410,7 @@ export class PgVfs implements Vfs {
     if (size > MAX_FILE_SIZE) throw new VfsError(Errno.EFBIG, "file larger than pgfiles can store");
     const id = crypto.randomUUID();
     let body: StagedBody;
+    let handedOver = false;
     const content = open.content;
     if (size <= INLINE_MAX) {
       const bytes = content.bytes ?? fs.readFileSync(content.file!);
@@ -409,22 +420,36 @@ export class PgVfs implements Vfs {
       const etag = content.knownSha256(size);
       // The staging file itself becomes the body file (a rename; the next write copies it again), unless the
       // kernel writes it directly (passthrough: the backing file must stay) or it is someone else's file.
-      if (open.passthrough || !content.handOver(dest, durable)) {
-        // Durable: the copy and its directory entry are fsynced (the source needs no fsync of its own).
-        this.roomFor(() => {
-          content.copyTo(dest);
-          if (durable) {
-            fsyncPath(dest);
-            fsyncDir(path.dirname(dest));
-          }
-        });
+      handedOver = !open.passthrough && content.handOver(dest, durable);
+      try {
+        if (!handedOver) {
+          // Durable: the copy and its directory entry are fsynced (the source needs no fsync of its own).
+          this.roomFor(() => {
+            content.copyTo(dest);
+            if (durable) {
+              fsyncPath(dest);
+              fsyncDir(path.dirname(dest));
+            }
+          });
+        }
+        body = { file: id, size, etag: etag ?? sha256File(dest) };
+      } catch (e) {
+        this.dropUnrecordedBody(content, dest, handedOver);
+        throw e;
       }
-      body = { file: id, size, etag: etag ?? sha256File(dest) };
+    }
+    try {
+      this.record([{ id, key: this.key(node), op: "put", meta: this.meta(node, { size, etag: body.etag }), body }], durable);
+    } catch (e) {
+      // Not recorded (ENOSPC, EIO): no version references the body, so it must not stay on the cache disk
+      // (it kept a full disk full until a start-up an hour later). The node keeps its last recorded size.
+      if ("file" in body) this.dropUnrecordedBody(content, this.j.bodies.pathOf(id), handedOver);
+      throw e;
     }
     node.size = size;
-    this.record([{ id, key: this.key(node), op: "put", meta: this.meta(node, { size, etag: body.etag }), body }], durable);
     node.id = id;
     open.dirty = false;
+    open.recordedSize = size;
     return id;
   }
 
@@ -781,13 +806,15 @@ export class PgVfs implements Vfs {
     // against 0.93-1.14 ms per create+write+close of 1 KiB), and readers are served from the page cache.
     // Setuid/setgid files stay out: passthrough writes would not clear those bits.
     const passthrough = this.passthrough && forWrite && content.file !== null && !content.shared && (n.mode & 0o6000) === 0;
-    n.open = { content, handles: 0, dirty: truncate && n.size > 0, fresh: false, passthrough, seen: null };
+    n.open = { content, handles: 0, dirty: truncate && n.size > 0, fresh: false, passthrough, seen: null, recordedSize: n.size };
     if (passthrough) n.open.seen = stampOf(content.descriptor);
     if (truncate) n.size = 0;
   }
 
   private closeState(n: Node) {
     if (!n.open || n.open.handles > 0) return;
+    // Changes that never became a version (their close failed) are gone with the state: show the last version.
+    if (n.open.dirty) n.size = n.open.recordedSize;
     n.open.content.close();
     n.open = null;
     this.nodes.release(n);
