@@ -162,12 +162,23 @@ export class Context {
           }
         : undefined,
     });
+    const upTo = j.lastSeq();
     try {
-      return { result: await flusher.flushAll(), offline: null };
+      const result = await flusher.flushAll();
+      // A mount of this journal holds the flush lease (it flushes every 250 ms): wait, bounded, until it has
+      // delivered what was recorded before this command, so that e.g. `restore f 1` right after two closes
+      // finds version 1 in Postgres.
+      if (flusher.state === "busy") await this.waitForOtherFlusher(upTo);
+      return { result, offline: null };
     } catch (e) {
       if (e instanceof OfflineError) return { result: null, offline: e.message };
       throw e;
     }
+  }
+
+  private async waitForOtherFlusher(upToSeq: number, timeoutMs = 15_000) {
+    const deadline = Date.now() + timeoutMs;
+    while (this.journal.flowingUpTo(upToSeq) > 0 && Date.now() < deadline) await Bun.sleep(50);
   }
 
   async close() {

@@ -218,6 +218,19 @@ export class Journal {
 
   /** The newest recorded version's sequence number (0: none yet). A group is
    * recorded in one transaction, so it lies wholly at or below this, or above. */
+  /** Versions recorded up to `seq` that still wait for a flush: neither held nor behind a held version. */
+  flowingUpTo(seq: number): number {
+    return (
+      this.db
+        .query(
+          `SELECT COUNT(*) AS n FROM pending
+            WHERE seq <= $seq AND held_reason IS NULL
+              AND key NOT IN (SELECT h.key FROM pending h WHERE h.held_reason IS NOT NULL)`,
+        )
+        .get({ seq }) as { n: number }
+    ).n;
+  }
+
   lastSeq(): number {
     return (this.db.query("SELECT COALESCE(MAX(seq), 0) AS s FROM pending").get() as { s: number }).s;
   }
