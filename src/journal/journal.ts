@@ -216,8 +216,6 @@ export class Journal {
     return out;
   }
 
-  /** The newest recorded version's sequence number (0: none yet). A group is
-   * recorded in one transaction, so it lies wholly at or below this, or above. */
   /** Versions recorded up to `seq` that still wait for a flush: neither held nor behind a held version. */
   flowingUpTo(seq: number): number {
     return (
@@ -231,6 +229,8 @@ export class Journal {
     ).n;
   }
 
+  /** The newest recorded version's sequence number (0: none yet). A group is
+   * recorded in one transaction, so it lies wholly at or below this, or above. */
   lastSeq(): number {
     return (this.db.query("SELECT COALESCE(MAX(seq), 0) AS s FROM pending").get() as { s: number }).s;
   }
