@@ -6,6 +6,7 @@ import os from "node:os";
 import path from "node:path";
 import { cleanEnv, cliCommand, ok, run, type CliEnv } from "./harness/cli.ts";
 import { startCluster, type Cluster } from "./harness/postgres.ts";
+import { serveNfs, type Serving } from "./harness/serve-nfs.ts";
 
 let pg: Cluster;
 let tmp: string;
@@ -23,35 +24,10 @@ afterAll(async () => {
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
 });
 
-interface Serving {
-  host: string;
-  port: number;
-  exportPath: string;
-  pid: number;
-  prefix: string;
-}
-
-async function serve(env: CliEnv): Promise<{ info: Serving; child: ReturnType<typeof Bun.spawn>; lines: string[] }> {
-  const child = Bun.spawn({ cmd: [...cliCommand(), "serve-nfs", "--json"], env: env as Record<string, string>, stdout: "pipe", stderr: "pipe" });
-  children.push(child);
-  const reader = (child.stdout as ReadableStream<Uint8Array>).getReader();
-  let text = "";
-  const deadline = Date.now() + 20_000;
-  while (!text.includes("\n")) {
-    if (Date.now() > deadline) throw new Error("serve-nfs did not say where it serves within 20 s");
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`serve-nfs exited: ${await new Response(child.stderr as ReadableStream).text()}`);
-    text += new TextDecoder().decode(value);
-  }
-  const lines: string[] = [];
-  void (async () => {
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      lines.push(new TextDecoder().decode(value));
-    }
-  })();
-  return { info: JSON.parse(text.split("\n")[0]) as Serving, child, lines };
+async function serve(env: CliEnv) {
+  const s = await serveNfs(env);
+  children.push(s.child);
+  return s;
 }
 
 function nfsUrl(s: Serving, file: string, extra = ""): string {

@@ -6,7 +6,7 @@ import { randomBytes } from "node:crypto";
 import fs from "node:fs";
 import { ok } from "./harness/cli.ts";
 import { canMount as haveFuse } from "./harness/fuse.ts";
-import { mountFixture } from "./harness/mounts.ts";
+import { mountFixture, type MountedDir } from "./harness/mounts.ts";
 import { pgBinDir } from "./harness/postgres.ts";
 import path from "node:path";
 
@@ -25,33 +25,34 @@ async function versionsInPg(key: string, n: number) {
   throw new Error(`${key}: Postgres never held ${n} versions`);
 }
 
+/** Eight files, each written twice ("one", then "two, longer") and restored to version 1 from inside the
+ * mount; right after the restore, stat and read show version 1. `beforeRestore` runs between. */
+async function restoreRounds(m: MountedDir, letter: string, beforeRestore?: (name: string, i: number) => Promise<void>) {
+  for (let i = 0; i < 8; i++) {
+    const name = `${letter}${i}`;
+    fs.writeFileSync(m.p(name), `one ${i}\n`);
+    fs.writeFileSync(m.p(name), `two, longer ${i}\n`);
+    await beforeRestore?.(name, i);
+    await ok(["restore", name, "1"], m.env, undefined, 0, m.dir);
+    expect(fs.statSync(m.p(name)).size).toBe(`one ${i}\n`.length);
+    expect(fs.readFileSync(m.p(name), "utf8")).toBe(`one ${i}\n`);
+  }
+}
+
 describe.skipIf(!haveFuse)("CLI changes show in a live mount before the command returns", () => {
   test("restore inside a mount: the next stat and read show the restored content at once, every time", async () => {
     const m = await fx.mount("fresh-restore/", POLLING);
-    for (let i = 0; i < 8; i++) {
-      const name = `f${i}`;
-      fs.writeFileSync(m.p(name), `one ${i}\n`);
-      fs.writeFileSync(m.p(name), `two, longer ${i}\n`);
+    await restoreRounds(m, "f", async (name, i) => {
       // Both versions are in Postgres, as in the report; the mount has shown and cached "two".
       await versionsInPg(`fresh-restore/${name}`, 2);
       expect(fs.readFileSync(m.p(name), "utf8")).toBe(`two, longer ${i}\n`);
-      await ok(["restore", name, "1"], m.env, undefined, 0, m.dir);
-      expect(fs.statSync(m.p(name)).size).toBe(`one ${i}\n`.length);
-      expect(fs.readFileSync(m.p(name), "utf8")).toBe(`one ${i}\n`);
-    }
+    });
     await fx.unmount(m);
   }, 90_000);
 
   test("restore straight after the writes (versions still in the shared journal): never size 0 or empty", async () => {
     const m = await fx.mount("fresh-restore2/");
-    for (let i = 0; i < 8; i++) {
-      const name = `g${i}`;
-      fs.writeFileSync(m.p(name), `one ${i}\n`);
-      fs.writeFileSync(m.p(name), `two, longer ${i}\n`);
-      await ok(["restore", name, "1"], m.env, undefined, 0, m.dir);
-      expect(fs.statSync(m.p(name)).size).toBe(`one ${i}\n`.length);
-      expect(fs.readFileSync(m.p(name), "utf8")).toBe(`one ${i}\n`);
-    }
+    await restoreRounds(m, "g");
     await fx.unmount(m);
   }, 90_000);
 

@@ -7,6 +7,7 @@ import os from "node:os";
 import path from "node:path";
 import { cleanEnv, cliCommand, ok, run } from "./harness/cli.ts";
 import { startCluster, type Cluster } from "./harness/postgres.ts";
+import { serveNfs } from "./harness/serve-nfs.ts";
 
 let pg: Cluster;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "pgfiles-input-"));
@@ -116,20 +117,6 @@ describe("settings and output", () => {
 
 describe("the NFS server under a connection flood", () => {
   const NFS_PROGRAM = 100003;
-
-  async function serveNfs(env: Record<string, string | undefined>) {
-    const child = Bun.spawn({ cmd: [...cliCommand(), "serve-nfs", "--json"], env: env as Record<string, string>, stdout: "pipe", stderr: "pipe" });
-    const reader = (child.stdout as ReadableStream<Uint8Array>).getReader();
-    let text = "";
-    const deadline = Date.now() + 20_000;
-    while (!text.includes("\n")) {
-      if (Date.now() > deadline) throw new Error("serve-nfs did not say where it serves within 20 s");
-      const { value, done } = await reader.read();
-      if (done) throw new Error(`serve-nfs exited: ${await new Response(child.stderr as ReadableStream).text()}`);
-      text += new TextDecoder().decode(value);
-    }
-    return { child, info: JSON.parse(text.split("\n")[0]) as { port: number; pid: number } };
-  }
 
   const rssKiB = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]);
 

@@ -27,7 +27,8 @@ export function argvWithoutDsn(argv: string[], dsns: string[]): string[] {
   return out;
 }
 
-function selfCommand(): string[] {
+/** The command that runs this very program (compiled binary, or bun + script). */
+export function selfCommand(): string[] {
   const main = Bun.main;
   return main.startsWith("/$bunfs") || main.startsWith("B:/~BUN") ? [process.execPath] : [process.execPath, main];
 }

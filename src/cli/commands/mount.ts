@@ -12,14 +12,9 @@ import { mountCommand, nfsMountsAt, unmountNfs } from "../../nfs/mount.ts";
 import { NFS_TRANSFER_BYTES } from "../../nfs/server.ts";
 import type { Backend } from "../../daemon/frontend.ts";
 import { Context, shellCwd } from "../context.ts";
-import { dropDsnFromArgv } from "../reexec.ts";
+import { dropDsnFromArgv, selfCommand } from "../reexec.ts";
 import { out, warn } from "../run.ts";
 
-/** The command that runs this very program (compiled binary, or bun + script). */
-function selfCommand(): string[] {
-  const main = Bun.main;
-  return main.startsWith("/$bunfs") || main.startsWith("B:/~BUN") ? [process.execPath] : [process.execPath, main];
-}
 
 function checkDir(p: string): string {
   let st: fs.Stats;
